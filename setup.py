@@ -1,0 +1,41 @@
+"""hcjax: human-centric vision systems in JAX/Flax."""
+import setuptools
+
+RUNTIME = [
+    "jax>=0.7",
+    "flax>=0.11",
+    "optax",
+    "orbax-checkpoint",
+    "grain>=0.2.12",
+    # Only its tf.train.Example protos and dataset builders; TensorFlow is never imported.
+    "tensorflow-datasets",
+    "ml-collections",
+    "absl-py",
+    "google-crc32c",
+    "numpy",
+    "pillow",
+    "tqdm",
+    "flatbuffers",
+    # TensorBoard event files without TensorFlow.
+    "tensorboardX",
+    "msgpack",
+]
+
+TEST = [
+    "pytest",
+    "pytest-timeout",
+    # Real photographs for sample sets and reference implementations for checks.
+    "scikit-image",
+    "scikit-learn",
+]
+
+setuptools.setup(
+    name="hcjax",
+    version="0.1.0",
+    description="Human-centric vision systems (faces, fashion, parsing, motion) in JAX/Flax.",
+    packages=setuptools.find_packages(include=["hcjax", "hcjax.*"]),
+    python_requires=">=3.10",
+    install_requires=RUNTIME,
+    extras_require={"test": TEST},
+    entry_points={"console_scripts": ["hcjax=hcjax.cli:run"]},
+)
