@@ -62,7 +62,7 @@ def process_files(files: list[str], process_index: int, process_count: int) -> l
   return list(range(process_index, len(files), process_count))
 
 
-def record_counts(files: list[str]) -> list[int]:
+def record_counts(files: list[str], tolerant: bool = False) -> list[int]:
   """Records per file: from the converter's dataset_info.json when present, else counted."""
   counts = []
   cache: dict[str, dict[str, int]] = {}
@@ -76,7 +76,7 @@ def record_counts(files: list[str]) -> list[int]:
       except (OSError, ValueError):
         cache[directory] = {}
     count = cache[directory].get(name)
-    counts.append(count if count is not None else tfrecord.count_records(path))
+    counts.append(count if count is not None else tfrecord.count_records(path, tolerant=tolerant))
   return counts
 
 
@@ -266,7 +266,7 @@ class InputIterator(Iterator[dict[str, Any]]):
     self.num_batches: int | None = None
     self.num_examples: int | None = None
     if not cfg.train:
-      counts = record_counts(files)
+      counts = record_counts(files, tolerant=cfg.on_corrupt == "skip")
       per_process = [sum(counts[p::process_count]) for p in range(process_count)]
       self.num_examples = per_process[process_index]
       self.total_examples = sum(counts)

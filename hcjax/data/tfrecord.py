@@ -132,24 +132,33 @@ def read_records(path: str, compression: str | None = None, verify: bool = True)
       yield record
 
 
-def count_records(path: str, compression: str | None = None) -> int:
-  """Counts records by walking the length fields (no data CRCs), e.g. to plan eval padding."""
+def count_records(path: str, compression: str | None = None, *, tolerant: bool = False) -> int:
+  """Counts records by walking the length fields (no data CRCs), e.g. to plan eval padding.
+
+  tolerant: a broken tail counts as one record instead of raising, which bounds from above what a
+  reader that skips corrupt records will yield.
+  """
   count = 0
   with RecordReader(path, compression, verify=False) as reader:
-    if reader._size is not None:  # Plain files: seek over the payloads.
-      offset = 0
-      while offset < reader._size:
-        reader._file.seek(offset)
-        header = reader._file.read(_HEADER.size)
-        if len(header) < _HEADER.size:
-          raise CorruptRecordError(reader.path, offset, "truncated record header")
-        (length, _) = _HEADER.unpack(header)
-        offset += _HEADER.size + length + _FOOTER.size
-        if offset > reader._size:
-          raise CorruptRecordError(reader.path, offset, "record runs past the end of the file")
+    if reader._size is None:  # GZIP: no seeking over payloads.
+      try:
+        while reader.read_next() is not None:
+          count += 1
+      except CorruptRecordError:
+        if not tolerant:
+          raise
         count += 1
       return count
-    while reader.read_next() is not None:
+    offset = 0
+    while offset < reader._size:
+      reader._file.seek(offset)
+      header = reader._file.read(_HEADER.size)
+      (length, _) = _HEADER.unpack(header) if len(header) == _HEADER.size else (None, None)
+      if length is None or offset + _HEADER.size + length + _FOOTER.size > reader._size:
+        if tolerant:
+          return count + 1
+        raise CorruptRecordError(reader.path, offset, "record runs past the end of the file")
+      offset += _HEADER.size + length + _FOOTER.size
       count += 1
   return count
 
