@@ -27,6 +27,9 @@ TEST = [
     # Real photographs for sample sets and reference implementations for checks.
     "scikit-image",
     "scikit-learn",
+    # Reads our TensorBoard event files back in tests.
+    "tensorboard",
+    "portpicker",
 ]
 
 setuptools.setup(
