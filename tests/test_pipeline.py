@@ -231,3 +231,18 @@ def test_global_arrays_on_a_mesh(tmp_path):
   assert batch["pixels"].sharding.is_equivalent_to(sharding, 3)
   assert len(batch["pixels"].addressable_shards) == 8
   assert batch["pixels"].addressable_shards[0].data.shape == (1, 2, 3)
+
+
+@pytest.mark.parametrize("num_workers", [0, 1])
+def test_train_skips_and_counts_corrupt_records(tmp_path, num_workers):
+  pattern = make_files(tmp_path, counts=(6, 6))
+  _corrupt_second_record(str(sorted(tmp_path.glob("train-*"))[0]))
+  cfg = pipeline.PipelineConfig(pattern=pattern, batch_size=11, num_epochs=1, shuffle_window=0,
+                                on_corrupt="skip", num_workers=num_workers)
+  with pipeline.InputIterator(cfg, preprocess, process_index=0, process_count=1) as it:
+    batch = next(it)
+    assert "_skipped" not in batch
+    assert sorted(batch["id"].tolist()) == [i for i in all_ids((6, 6)) if i != 1]
+    assert it.num_skipped == 1
+    with pytest.raises(StopIteration):
+      next(it)

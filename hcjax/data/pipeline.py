@@ -28,6 +28,7 @@ from hcjax.data.errors import CorruptRecordError, ImageDecodeError, MissingDataE
 
 Preprocess = Callable[[dict[str, Any], np.random.Generator], Mapping[str, np.ndarray]]
 MASK_KEY = "_mask"
+SKIPPED_KEY = "_skipped"
 INFO_FILE = "dataset_info.json"
 _FOREVER_EPOCHS = 1_000_000  # "Infinite" training streams; lazily indexed, never materialised.
 
@@ -209,9 +210,49 @@ def _worker_init(worker_index: int, worker_count: int) -> None:
     flags.FLAGS.mark_as_parsed()
 
 
-def build_examples(cfg: PipelineConfig, preprocess: Preprocess, *, process_index: int,
-                   process_count: int) -> tuple[grain.IterDataset, list[str], list[int]]:
-  """The per-process stream of preprocessed examples (or Skipped markers)."""
+class _TrainBatchIterator(grain.DatasetIterator):
+  """Full batches of good examples, built where the examples are made (one transfer per batch
+  from a worker). `_skipped` counts the corrupt records passed over for this batch."""
+
+  def __init__(self, parent: grain.DatasetIterator, batch_size: int):
+    super().__init__(parent)
+    self._batch_size = batch_size
+
+  def __next__(self) -> dict[str, np.ndarray]:
+    examples, skipped = [], 0
+    while len(examples) < self._batch_size:
+      element = next(self._parent)  # StopIteration drops the remainder
+      if isinstance(element, Skipped):
+        skipped += 1
+        logging.warning("skipping corrupt record in %s at byte offset %s: %s",
+                        element.path, element.offset, element.reason)
+      else:
+        examples.append(element)
+    batch = _stack(examples)
+    batch[SKIPPED_KEY] = np.array(skipped, np.int64)
+    return batch
+
+  def get_state(self):
+    return self._parent.get_state()
+
+  def set_state(self, state) -> None:
+    self._parent.set_state(state)
+
+
+class _TrainBatchDataset(grain.IterDataset):
+
+  def __init__(self, parent: grain.IterDataset, batch_size: int):
+    super().__init__(parent)
+    self._batch_size = batch_size
+
+  def __iter__(self) -> _TrainBatchIterator:
+    return _TrainBatchIterator(self._parent.__iter__(), self._batch_size)
+
+
+def build_dataset(cfg: PipelineConfig, preprocess: Preprocess, *, local_batch_size: int,
+                  process_index: int, process_count: int
+                  ) -> tuple[grain.IterDataset, list[str], list[int]]:
+  """Train: a stream of full local batches. Eval: a stream of examples (or Skipped markers)."""
   files = list_files(cfg.pattern)
   mine = process_files(files, process_index, process_count)
   skip = cfg.on_corrupt == "skip"
@@ -233,6 +274,8 @@ def build_examples(cfg: PipelineConfig, preprocess: Preprocess, *, process_index
     ds = grain.experimental.WindowShuffleIterDataset(
         ds, window_size=cfg.shuffle_window, seed=cfg.seed)
   ds = ds.map(_Preprocess(preprocess, files, cfg.seed, skip))
+  if cfg.train:
+    ds = _TrainBatchDataset(ds, local_batch_size)
   if cfg.num_workers > 0:
     _worker_init(0, 0)
     ds = ds.mp_prefetch(
@@ -260,8 +303,8 @@ class InputIterator(Iterator[dict[str, Any]]):
     self.cfg = cfg
     self.local_batch_size = cfg.batch_size // process_count
     self._sharding = sharding
-    ds, files, mine = build_examples(
-        cfg, preprocess, process_index=process_index, process_count=process_count)
+    ds, files, mine = build_dataset(cfg, preprocess, local_batch_size=self.local_batch_size,
+                                    process_index=process_index, process_count=process_count)
     self.files = [files[i] for i in mine]
     self.num_batches: int | None = None
     self.num_examples: int | None = None
@@ -301,26 +344,31 @@ class InputIterator(Iterator[dict[str, Any]]):
   def _next_local(self) -> dict[str, np.ndarray]:
     if self.num_batches is not None and self._batches >= self.num_batches:
       raise StopIteration
+    if self._iter is None:
+      raise StopIteration
+    if self.cfg.train:
+      batch = next(self._iter)
+      skipped = int(batch.pop(SKIPPED_KEY))
+      if skipped:
+        self._skipped += skipped
+        logging.warning("%d corrupt record(s) skipped so far", self._skipped)
+      self._batches += 1
+      return batch
     examples = []
     while len(examples) < self.local_batch_size:
       example = self._next_example()
       if example is None:
         break
       examples.append(example)
-    if self.cfg.train:
-      if len(examples) < self.local_batch_size:
-        raise StopIteration  # drop remainder
-      batch = _stack(examples)
-    else:
-      n = len(examples)
-      if self._template is None and examples:
-        self._template = {k: np.zeros_like(v) for k, v in examples[0].items()}
-      if self._template is None:  # This process has nothing left but must keep step with the others.
-        raise RuntimeError(
-            f"eval data of this process ({self.files}) yielded no example at all; cannot pad")
-      examples += [self._template] * (self.local_batch_size - n)
-      batch = _stack(examples)
-      batch[MASK_KEY] = (np.arange(self.local_batch_size) < n).astype(np.float32)
+    n = len(examples)
+    if self._template is None and examples:
+      self._template = {k: np.zeros_like(v) for k, v in examples[0].items()}
+    if self._template is None:  # This process has nothing left but must keep step with the others.
+      raise RuntimeError(
+          f"eval data of this process ({self.files}) yielded no example at all; cannot pad")
+    examples += [self._template] * (self.local_batch_size - n)
+    batch = _stack(examples)
+    batch[MASK_KEY] = (np.arange(self.local_batch_size) < n).astype(np.float32)
     self._batches += 1
     return batch
 
