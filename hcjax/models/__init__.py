@@ -1,0 +1,1 @@
+"""Flax linen modules only: pure functions of (params, inputs); no losses, no data."""
