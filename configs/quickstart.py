@@ -50,9 +50,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.optimizer.weight_decay = 1e-4
   c.optimizer.grad_clip_norm = 1.0
 
-  c.mesh = [("data", -1), ("fsdp", 1)]
+  c.mesh = (("data", -1), ("fsdp", 1))
   c.sharding = ml_collections.ConfigDict()
-  c.sharding.rules = [(".*", "fsdp")]
+  c.sharding.rules = ((".*", "fsdp"),)
   c.sharding.fsdp_min_size = 2 ** 14
 
   c.input_workers = 0
@@ -79,7 +79,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.optimizer.learning_rate = 1e-3
     c.optimizer.warmup_steps = 1000
     c.optimizer.weight_decay = 5e-2
-    c.mesh = [("data", -1), ("fsdp", 1)]
+    c.mesh = (("data", -1), ("fsdp", 1))
     c.input_workers = 8
     c.shuffle_window = 16_384
     c.log_every = 100

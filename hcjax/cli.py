@@ -8,9 +8,13 @@ Known user errors print one line (`hcjax: error: ...`) and exit with status 2.
 from __future__ import annotations
 
 import argparse
+import json
+import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 
+from hcjax import errors
 from hcjax.data import errors as data_errors
 
 DATASETS_CONVERT = ("celeba",)
@@ -19,7 +23,7 @@ DATASETS_SAMPLES = ("celeba",)
 # Errors that are the user's to fix: shown as one line, never as a traceback.
 USER_ERRORS: tuple[type[BaseException], ...] = (
     data_errors.AnnotationError, data_errors.CorruptRecordError, data_errors.ImageDecodeError,
-    data_errors.MissingDataError, data_errors.ShardingError,
+    data_errors.MissingDataError, data_errors.ShardingError, errors.ConfigError,
 )
 
 
@@ -66,7 +70,94 @@ def _samples(argv: Sequence[str]) -> int:
   return 0
 
 
+def _parse_run_flags(command: str, argv: Sequence[str]):
+  """absl flags for train / eval / export; returns (config or None, flags)."""
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
+  fv = flags.FlagValues()
+  config_flags.DEFINE_config_file(
+      "config", None, "configs/NAME.py[:variant]; override keys with --config.key=value",
+      flag_values=fv, lock_config=True)
+  flags.DEFINE_string("workdir", None, "run directory: checkpoints, metrics, pictures", flag_values=fv)
+  flags.DEFINE_string("out", None, "export: output directory (default WORKDIR/export)", flag_values=fv)
+  flags.DEFINE_string("coordinator_address", os.environ.get("HCJAX_COORDINATOR_ADDRESS"),
+                      "multi-host: host:port of process 0", flag_values=fv)
+  flags.DEFINE_integer("num_processes", int(os.environ.get("HCJAX_NUM_PROCESSES", 0)) or None,
+                       "multi-host: number of processes", flag_values=fv)
+  flags.DEFINE_integer("process_id", int(os.environ.get("HCJAX_PROCESS_ID", -1)),
+                       "multi-host: this process's index", flag_values=fv)
+  flags.DEFINE_integer("init_timeout", 300, "multi-host: seconds to wait for all processes",
+                       flag_values=fv)
+  saved_argv = sys.argv
+  # config_flags finds `--config.key=value` overrides by looking at sys.argv.
+  sys.argv = [f"hcjax {command}"] + list(argv)
+  try:
+    fv(sys.argv)
+  except flags.Error as e:
+    raise errors.ConfigError(str(e).splitlines()[0]) from None
+  except (FileNotFoundError, OSError) as e:
+    raise errors.ConfigError(f"--config: {e}") from None
+  except (AttributeError, KeyError) as e:  # an override naming a key the config lacks
+    raise errors.ConfigError(f"unknown config key in an override: {e}") from None
+  finally:
+    sys.argv = saved_argv
+  if not fv.workdir:
+    raise errors.ConfigError(f"hcjax {command} needs --workdir")
+  config = fv.config
+  if config is None:
+    saved = os.path.join(fv.workdir, "config.json")
+    if command == "train" or not os.path.exists(saved):
+      raise errors.ConfigError(f"hcjax {command} needs --config (no {saved} to reuse)")
+    import ml_collections  # pylint: disable=g-import-not-at-top
+    with open(saved) as f:
+      config = ml_collections.ConfigDict(json.load(f))
+  return config, fv
+
+
+def _maybe_distributed(fv) -> None:
+  """Joins a multi-host job when coordinator settings are given (flags or HCJAX_* variables)."""
+  if not fv.coordinator_address:
+    return
+  import jax  # pylint: disable=g-import-not-at-top
+  if fv.num_processes is None or fv.process_id < 0:
+    raise errors.ConfigError("--coordinator_address needs --num_processes and --process_id")
+  jax.config.update("jax_cpu_collectives_implementation", "gloo")
+  jax.distributed.initialize(fv.coordinator_address, fv.num_processes, fv.process_id,
+                             initialization_timeout=fv.init_timeout)
+
+
+def _train(argv: Sequence[str]) -> int:
+  config, fv = _parse_run_flags("train", argv)
+  _maybe_distributed(fv)
+  from hcjax import train  # pylint: disable=g-import-not-at-top
+  result = train.train_and_evaluate(config, fv.workdir)
+  print(f"step {result['step']}: " + train.summarize_metrics(result)
+        + ("  (preempted; run the same command to resume)" if result.get("preempted") else ""))
+  return 0
+
+
+def _eval(argv: Sequence[str]) -> int:
+  config, fv = _parse_run_flags("eval", argv)
+  _maybe_distributed(fv)
+  from hcjax import train  # pylint: disable=g-import-not-at-top
+  metrics = train.evaluate_workdir(config, fv.workdir)
+  print(json.dumps(metrics, indent=2, sort_keys=True))
+  return 0
+
+
+def _export(argv: Sequence[str]) -> int:
+  config, fv = _parse_run_flags("export", argv)
+  from hcjax import train  # pylint: disable=g-import-not-at-top
+  task, model, _, state = train.restore_for_inference(config, fv.workdir)
+  out = train.export_state(task, model, state, fv.out or os.path.join(fv.workdir, "export"))
+  print(f"exported to {out}")
+  return 0
+
+
 COMMANDS: dict[str, tuple[Callable[[Sequence[str]], int], str]] = {
+    "train": (_train, "train and evaluate: --config configs/x.py[:variant] --workdir W"),
+    "eval": (_eval, "evaluate a workdir's latest checkpoint: --workdir W"),
+    "export": (_export, "StableHLO + parameters + loader: --workdir W --out DIR"),
     "convert": (_convert, "original dataset files -> sharded TFRecords"),
     "samples": (_samples, "write an embedded sample set in the original format"),
 }
@@ -84,11 +175,16 @@ def main(argv: Sequence[str]) -> int:
     print(f"hcjax: error: unknown command {command!r}; choose from {', '.join(COMMANDS)}",
           file=sys.stderr)
     return 2
+  logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s",
+                      datefmt="%H:%M:%S")
   try:
     return COMMANDS[command][0](list(argv[1:]))
   except USER_ERRORS as e:
     print(f"hcjax: error: {e}", file=sys.stderr)
     return 2
+  except FloatingPointError as e:  # the NaN guard: the last good checkpoint is kept
+    print(f"hcjax: stopped: {e}", file=sys.stderr)
+    return 3
 
 
 def run() -> None:

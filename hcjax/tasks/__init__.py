@@ -1,0 +1,20 @@
+"""Tasks: one file per problem; the trainer talks only to a Task (see base.py)."""
+
+from __future__ import annotations
+
+import importlib
+
+from hcjax.tasks.base import Task, TaskConfigError
+
+# name -> "module:Class", imported only when asked for.
+REGISTRY = {
+    "face_attributes": "hcjax.tasks.face_attributes:FaceAttributesTask",
+}
+
+
+def get_task(config) -> Task:
+  name = config.get("task")
+  if name not in REGISTRY:
+    raise TaskConfigError(f"config.task must be one of {sorted(REGISTRY)}, got {name!r}")
+  module, cls = REGISTRY[name].split(":")
+  return getattr(importlib.import_module(module), cls)(config)
