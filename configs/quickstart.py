@@ -29,13 +29,13 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.data.eval_split = "validation"
 
   c.input = ml_collections.ConfigDict()
-  c.input.image_size = 64
+  c.input.image_size = 96
   c.input.crop = 178                 # the square face region of the 178x218 aligned image
 
   c.model = ml_collections.ConfigDict()
   c.model.depth = 18
   c.model.width = 16
-  c.model.stem = "small"
+  c.model.stem = "imagenet"
   c.model.dtype = "float32"          # "bfloat16" for mixed precision
 
   c.batch_size = 64
