@@ -201,9 +201,11 @@ def build(config, devices=None):
   task = tasks.get_task(config)
   mesh = sharding.make_mesh(config.mesh, devices)
   data_axes = mesh.shape["data"] * mesh.shape["fsdp"]
-  if config.batch_size % data_axes:
-    raise ConfigError(f"config.batch_size={config.batch_size} must be divisible by the "
-                      f"{data_axes} data-parallel devices of config.mesh")
+  for key in ("batch_size", "eval_batch_size"):
+    value = config.get(key, config.batch_size)
+    if not isinstance(value, int) or value <= 0 or value % data_axes:
+      raise ConfigError(f"config.{key}={value} must be a positive multiple of the "
+                        f"{data_axes} data-parallel devices of config.mesh")
   model = task.build_model()
   tx, schedule = optim.make_optimizer(config.optimizer, config.total_steps)
   init = _init_fn(model, task, tx, task.input_spec())
@@ -270,6 +272,8 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
         values = jax.device_get(metrics)
         if not values.pop("finite"):
           obs.check_finite(step, {"loss": values["loss"], "grad_norm": values["grad_norm"]})
+        if train_iter.num_skipped:
+          values["corrupt_records_skipped"] = train_iter.num_skipped
         obs.scalars(step, values, "train")
       if save:
         ckpt.save(step, state, data_state=train_iter.get_state(), config=config.to_dict(),
