@@ -80,6 +80,8 @@ def _parse_run_flags(command: str, argv: Sequence[str]):
       flag_values=fv, lock_config=True)
   flags.DEFINE_string("workdir", None, "run directory: checkpoints, metrics, pictures", flag_values=fv)
   flags.DEFINE_string("out", None, "export: output directory (default WORKDIR/export)", flag_values=fv)
+  flags.DEFINE_list("platforms", ["cpu"], "export: platforms to lower for (cpu, cuda, rocm, tpu)",
+                    flag_values=fv)
   flags.DEFINE_string("coordinator_address", os.environ.get("HCJAX_COORDINATOR_ADDRESS"),
                       "multi-host: host:port of process 0", flag_values=fv)
   flags.DEFINE_integer("num_processes", int(os.environ.get("HCJAX_NUM_PROCESSES", 0)) or None,
@@ -149,7 +151,8 @@ def _export(argv: Sequence[str]) -> int:
   config, fv = _parse_run_flags("export", argv)
   from hcjax import train  # pylint: disable=g-import-not-at-top
   task, model, _, state = train.restore_for_inference(config, fv.workdir)
-  out = train.export_state(task, model, state, fv.out or os.path.join(fv.workdir, "export"))
+  out = train.export_state(task, model, state, fv.out or os.path.join(fv.workdir, "export"),
+                           platforms=tuple(fv.platforms))
   print(f"exported to {out}")
   return 0
 

@@ -321,7 +321,7 @@ def evaluate_workdir(config, workdir: str) -> dict[str, float]:
   return metrics
 
 
-def export_state(task, model, state, out_dir: str) -> str:
+def export_state(task, model, state, out_dir: str, platforms=("cpu",)) -> str:
   """Inference function + parameters -> out_dir (see hcjax/export.py)."""
   from hcjax import export  # pylint: disable=g-import-not-at-top
   variables = {"params": state.params, "batch_stats": state.batch_stats}
@@ -331,7 +331,7 @@ def export_state(task, model, state, out_dir: str) -> str:
     return task.predict(model.apply(variables, task.model_inputs({"image": x}), train=False))
 
   return export.export_model(apply_fn, variables, task.input_spec(), out_dir,
-                             metadata=task.export_metadata())
+                             metadata=task.export_metadata(), platforms=platforms)
 
 
 def summarize_metrics(metrics: Mapping[str, Any], keys=("mean_accuracy", "majority_baseline")) -> str:

@@ -126,6 +126,12 @@ def test_train_evaluates_writes_pictures_and_exports(data_dir, tmp_path):
   expected = task.predict(model.apply({"params": state.params, "batch_stats": state.batch_stats},
                                       task.model_inputs({"image": x}), train=False))
   np.testing.assert_allclose(np.asarray(run(x)), np.asarray(expected), atol=1e-5)
+  # `hcjax export` from the workdir alone, lowered for several platforms.
+  assert cli.main(["export", "--workdir", str(tmp_path), "--out", str(tmp_path / "again"),
+                   "--platforms=cpu,tpu"]) == 0
+  assert json.load(open(tmp_path / "again" / "meta.json"))["platforms"] == ["cpu", "tpu"]
+  np.testing.assert_allclose(np.asarray(export.load_exported(str(tmp_path / "again"))(x)),
+                             np.asarray(expected), atol=1e-5)
 
 
 def test_kill9_then_resume_is_bitwise_identical(data_dir, tmp_path):
