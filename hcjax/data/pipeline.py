@@ -308,13 +308,13 @@ class InputIterator(Iterator[dict[str, Any]]):
     self.files = [files[i] for i in mine]
     self.num_batches: int | None = None
     self.num_examples: int | None = None
+    self.total_examples: int | None = None
     if not cfg.train:
       counts = record_counts(files, tolerant=cfg.on_corrupt == "skip")
       per_process = [sum(counts[p::process_count]) for p in range(process_count)]
       self.num_examples = per_process[process_index]
       self.total_examples = sum(counts)
       self.num_batches = max(math.ceil(n / self.local_batch_size) for n in per_process)
-    self._dataset = ds
     self._iter = iter(ds)
     self._batches = 0
     self._skipped = 0
