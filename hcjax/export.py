@@ -54,8 +54,12 @@ def export_model(apply_fn: Callable[[Any, jax.Array], Any], variables: Any,
       jax.eval_shape(apply_fn, v_spec, jax.ShapeDtypeStruct((1,) + tuple(input_spec.shape),
                                                             input_spec.dtype)))
   meta = {"input_shape": list(input_spec.shape), "input_dtype": np.dtype(input_spec.dtype).name,
-          "batch": "symbolic", "platforms": list(platforms), "outputs": str(out_tree),
-          "hcjax_version": hcjax.__version__, **(metadata or {})}
+          "batch": "symbolic", "platforms": list(platforms), "output_tree": str(out_tree),
+          "hcjax_version": hcjax.__version__}
+  clash = sorted(set(meta) & set(metadata or {}))
+  if clash:
+    raise ValueError(f"export metadata may not redefine {clash}: the loader relies on them")
+  meta.update(metadata or {})
   with open(os.path.join(out_dir, "meta.json"), "w") as f:
     json.dump(meta, f, indent=2, sort_keys=True)
   shutil.copyfile(export_loader.__file__, os.path.join(out_dir, "run_exported.py"))

@@ -101,3 +101,10 @@ def test_several_platforms_lower_on_cpu(tmp_path):
                       platforms=("cpu", "cuda", "tpu"))
   run = export.load_exported(str(tmp_path))
   np.testing.assert_allclose(run(np.ones((4, 3), np.float32)), np.full((4, 2), 3.0))
+
+
+def test_metadata_cannot_redefine_what_the_loader_reads(tmp_path):
+  with pytest.raises(ValueError, match="input_shape"):
+    export.export_model(lambda v, x: x @ v["w"], {"w": np.ones((3, 2), np.float32)},
+                        jax.ShapeDtypeStruct((3,), jnp.float32), str(tmp_path),
+                        metadata={"input_shape": [1]})
