@@ -71,10 +71,3 @@ def write_info(out_dir: str, info: dict[str, Any], file_counts: dict[str, int]) 
     json.dump({**info, "file_counts": file_counts}, f, indent=2, sort_keys=True)
   os.replace(path + ".incomplete", path)
   return path
-
-
-def read_info(directory: str) -> dict[str, Any]:
-  path = require_file(os.path.join(directory, INFO_FILE), "dataset_info.json (run `hcjax convert` first)")
-  with open(path) as f:
-    return json.load(f)
-
