@@ -1,0 +1,1 @@
+"""XLA kernels; each has a slow, obviously-correct reference beside the fast one."""
