@@ -17,8 +17,8 @@ from collections.abc import Callable, Sequence
 from hcjax import errors
 from hcjax.data import errors as data_errors
 
-DATASETS_CONVERT = ("celeba",)
-DATASETS_SAMPLES = ("celeba",)
+DATASETS_CONVERT = ("celeba", "voc")
+DATASETS_SAMPLES = ("celeba", "voc")
 
 # Errors that are the user's to fix: shown as one line, never as a traceback.
 USER_ERRORS: tuple[type[BaseException], ...] = (
@@ -35,9 +35,18 @@ def _convert(argv: Sequence[str]) -> int:
   parser.add_argument("--out", required=True, help="output folder for TFRecords")
   parser.add_argument("--shards", type=int, default=8, help="files per split")
   parser.add_argument("--quiet", action="store_true", help="no progress bar")
+  parser.add_argument("--sbd", help="voc only: SBD benchmark_RELEASE/dataset (cls/*.mat) or a "
+                      "folder with SegmentationClassAug/ + train_aug.txt; train becomes train_aug")
   args = parser.parse_args(argv)
-  from hcjax.data.converters import celeba  # pylint: disable=g-import-not-at-top
-  info = celeba.convert(args.src, args.out, shards=args.shards, progress=not args.quiet)
+  if args.dataset == "voc":
+    from hcjax.data.converters import voc  # pylint: disable=g-import-not-at-top
+    info = voc.convert(args.src, args.out, shards=args.shards, sbd=args.sbd,
+                       progress=not args.quiet)
+  else:
+    if args.sbd is not None:
+      parser.error("--sbd is only for voc")
+    from hcjax.data.converters import celeba  # pylint: disable=g-import-not-at-top
+    info = celeba.convert(args.src, args.out, shards=args.shards, progress=not args.quiet)
   print(summarize(info, args.out))
   return 0
 
@@ -51,6 +60,9 @@ def summarize(info: dict, out: str) -> str:
   if "attribute_names" in info:
     lines.append(f"  {len(info['attribute_names'])} attributes: "
                  + " ".join(info["attribute_names"][:6]) + " ...")
+  if "class_names" in info:
+    lines.append(f"  {len(info['class_names'])} classes: " + " ".join(info["class_names"])
+                 + (f" ({info['ignore_label']} = void)" if "ignore_label" in info else ""))
   return "\n".join(lines)
 
 
@@ -60,13 +72,19 @@ def _samples(argv: Sequence[str]) -> int:
       description="Write a small, deterministic sample set in the original dataset's format.")
   parser.add_argument("dataset", choices=DATASETS_SAMPLES)
   parser.add_argument("--out", required=True)
-  parser.add_argument("--num-images", type=int, default=3000)
+  parser.add_argument("--num-images", type=int, default=None,
+                      help="images to write (celeba 3000, voc 400 when not given)")
   parser.add_argument("--seed", type=int, default=0)
   args = parser.parse_args(argv)
-  from hcjax.data.samples import celeba  # pylint: disable=g-import-not-at-top
-  summary = celeba.write_sample_set(args.out, num_images=args.num_images, seed=args.seed,
-                                    progress=sys.stderr.isatty())
-  print(f"celeba sample set -> {args.out}: {summary}")
+  if args.dataset == "voc":
+    from hcjax.data.samples import voc as samples  # pylint: disable=g-import-not-at-top
+  else:
+    from hcjax.data.samples import celeba as samples  # pylint: disable=g-import-not-at-top
+  num_images = args.num_images if args.num_images is not None else (
+      {"celeba": 3000, "voc": 400}[args.dataset])
+  summary = samples.write_sample_set(args.out, num_images=num_images, seed=args.seed,
+                                     progress=sys.stderr.isatty())
+  print(f"{args.dataset} sample set -> {args.out}: {summary}")
   return 0
 
 
