@@ -16,6 +16,7 @@ image and the kernel widths only shape the filter and get none.
 
 from __future__ import annotations
 
+import functools
 from typing import Callable
 
 import jax
@@ -51,9 +52,38 @@ def _exact_filter(features: jax.Array) -> Callable[[jax.Array], jax.Array]:
   return lambda values: kernel @ values
 
 
-def _lattice_filter(features: jax.Array, capacity: int | None) -> Callable[[jax.Array], jax.Array]:
-  lattice = permutohedral.build(features, capacity)
+def _lattice_filter(lattice: permutohedral.Lattice) -> Callable[[jax.Array], jax.Array]:
   return lambda values: permutohedral.filter(lattice, values)
+
+
+@functools.lru_cache(maxsize=32)
+def _gaussian_vertex_count(height: int, width: int, sxy: float) -> int:
+  with jax.ensure_compile_time_eval():
+    features = gaussian_features(height, width, sxy)
+    return int(jax.jit(permutohedral.enumerate_vertices)(features).num_vertices)
+
+
+def _gaussian_lattice(height: int, width: int, sxy: float, anchor: jax.Array
+                      ) -> permutohedral.Lattice:
+  """Positions only: the vertex count is known at trace time, so the lattice gets exactly M.
+
+  It is still built in the graph (embedding it as constants makes XLA's constant folding crawl);
+  the barrier keeps XLA from folding it at compile time.
+  """
+  capacity = _gaussian_vertex_count(height, width, sxy)
+  features = gaussian_features(height, width, sxy)
+  features, _ = jax.lax.optimization_barrier((features, anchor))
+  return permutohedral.build(features, capacity)
+
+
+def capacity_tiers(num_points: int, d: int) -> tuple[int, ...]:
+  """Lattice sizes tried in turn for data-dependent kernels; the last can never overflow.
+
+  Natural photos with pydensecrf's example bilateral kernel (sxy 80, srgb 13) need 3-9 % of N
+  vertices, with CRF-as-RNN's (160, 3) 33-67 %; pure noise at srgb 3 needs nearly (d+1)·N.
+  """
+  full = permutohedral.default_capacity(num_points, d)
+  return tuple(sorted({max(1, -(-num_points // 8)), min(num_points, full), full}))
 
 
 def _normalized(filter_fn, num_points: int, normalization: str):
@@ -92,8 +122,11 @@ def mean_field(unary: jax.Array, image: jax.Array, *,
     that kernel; may be traced (learnable).
   normalization: "symmetric" (pydensecrf's default) or "after" (CRF-as-RNN).
   method: "lattice" (permutohedral, any size) or "exact" (dense O(N²) Gaussian, small images).
-  lattice_capacity: lattice vertices reserved per image as a multiple of H·W (default d+1: can
-    never overflow; smaller is faster, and an overflow makes the output NaN, never wrong).
+  lattice_capacity: lattice vertices reserved per image for the bilateral kernel, as a multiple
+    of H·W. None (default): each image uses the smallest of capacity_tiers() its vertices fit in,
+    so nothing can overflow (images then run one after another, each with its own branch). A
+    number fixes the size and vmaps the batch; an image that overflows it gets NaN, never a
+    silently truncated filter.
   return_logits: return the last logits (whose softmax is Q) instead of Q, e.g. for a
     cross-entropy loss.
   """
@@ -118,36 +151,52 @@ def mean_field(unary: jax.Array, image: jax.Array, *,
   m_gauss = _compat_matrix(gaussian_compat, num_labels, "gaussian_compat")
   m_bilat = _compat_matrix(bilateral_compat, num_labels, "bilateral_compat")
   n = h * w
-
-  def make_filter(features):
+  # The Gaussian kernel only sees positions: one exact-size lattice for the whole batch.
+  kernels = []
+  if m_gauss is not None:
     if method == "exact":
-      return _normalized(_exact_filter(features), n, normalization)
-    d = features.shape[1]
-    capacity = None if lattice_capacity is None else max(1, int(np.ceil(lattice_capacity * n)))
-    capacity = None if capacity is not None and capacity >= (d + 1) * n else capacity
-    return _normalized(_lattice_filter(features, capacity), n, normalization)
+      gauss = _exact_filter(gaussian_features(h, w, gaussian_sxy))
+    else:
+      gauss = _lattice_filter(_gaussian_lattice(h, w, float(gaussian_sxy), unary))
+    kernels.append((_normalized(gauss, n, normalization), m_gauss))
 
-  # The Gaussian kernel only sees positions: one lattice for the whole batch.
-  gauss = make_filter(gaussian_features(h, w, gaussian_sxy)) if m_gauss is not None else None
-
-  def one_image(u, img):
-    u = u.reshape(n, num_labels).astype(jnp.float32)
-    kernels = []
-    if m_gauss is not None:
-      kernels.append((gauss, m_gauss))
-    if m_bilat is not None:
-      feats = bilateral_features(jax.lax.stop_gradient(img), bilateral_sxy, bilateral_srgb)
-      kernels.append((make_filter(feats), m_bilat))
-
+  def iterate(u, kernels):
     def step(logits, _):
       q = jax.nn.softmax(logits, axis=-1)
       new = -u
       for filter_fn, m in kernels:
         new = new - filter_fn(q) @ m.T
       return new, None
-
     logits, _ = jax.lax.scan(step, -u, None, length=int(num_iterations))
     out = logits if return_logits else jax.nn.softmax(logits, axis=-1)
     return out.reshape(h, w, num_labels)
 
-  return jax.vmap(one_image)(unary, image)
+  def one_image(args, capacity=None):
+    u, img = args
+    u = u.reshape(n, num_labels).astype(jnp.float32)
+    if m_bilat is None:
+      return iterate(u, kernels)
+    feats = bilateral_features(jax.lax.stop_gradient(img), bilateral_sxy, bilateral_srgb)
+    if method == "exact":
+      return iterate(u, kernels + [(_normalized(_exact_filter(feats), n, normalization), m_bilat)])
+    vertices = permutohedral.enumerate_vertices(feats)
+
+    def with_capacity(c):
+      lat = permutohedral.lattice(vertices, c)
+      return lambda: iterate(u, kernels + [(_normalized(_lattice_filter(lat), n, normalization),
+                                            m_bilat)])
+
+    if capacity is not None:
+      return with_capacity(capacity)()
+    # Each image takes the smallest lattice its vertices fit in.
+    tiers = capacity_tiers(n, feats.shape[1])
+    tier = sum((vertices.num_vertices > c).astype(jnp.int32) for c in tiers[:-1])
+    return jax.lax.switch(tier, [with_capacity(c) for c in tiers])
+
+  if method == "lattice" and m_bilat is not None and lattice_capacity is None:
+    # A real branch per image (vmap would turn the switch into running every tier).
+    return jax.lax.map(one_image, (unary, image))
+  capacity = None
+  if lattice_capacity is not None:
+    capacity = max(1, int(np.ceil(float(lattice_capacity) * n)))
+  return jax.vmap(lambda u, img: one_image((u, img), capacity))(unary, image)

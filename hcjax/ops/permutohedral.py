@@ -119,50 +119,76 @@ def _find(table: jax.Array, count: jax.Array, queries: jax.Array) -> jax.Array:
   capacity = table.shape[0]
   lo = jnp.zeros(queries.shape[:-1], jnp.int32)
   hi = jnp.broadcast_to(count, queries.shape[:-1]).astype(jnp.int32)
-  for _ in range(int(np.ceil(np.log2(capacity + 1)))):
+
+  def halve(_, bounds):
+    lo, hi = bounds
     active = lo < hi
     mid = (lo + hi) // 2
     less = _lex_less(table[jnp.minimum(mid, capacity - 1)], queries)
-    lo = jnp.where(active & less, mid + 1, lo)
-    hi = jnp.where(active & ~less, mid, hi)
+    return jnp.where(active & less, mid + 1, lo), jnp.where(active & ~less, mid, hi)
+
+  lo, _ = jax.lax.fori_loop(0, int(np.ceil(np.log2(capacity + 1))), halve, (lo, hi))
   found = (lo < count) & jnp.all(table[jnp.minimum(lo, capacity - 1)] == queries, axis=-1)
   return jnp.where(found, lo, capacity)
 
 
-def build(features: jax.Array, capacity: int | None = None) -> Lattice:
-  """The lattice of features [N, d] (already divided by the kernel's standard deviations)."""
+class Vertices(NamedTuple):
+  """The distinct lattice vertices of a point set, before any capacity is chosen."""
+  offsets: jax.Array       # int32 [N, d+1]: vertex index (0 .. M-1) of each enclosing vertex
+  weights: jax.Array       # float32 [N, d+1]: barycentric weights
+  sorted_keys: jax.Array   # int32 [(d+1)·N, d]: every enclosing vertex's key, sorted
+  first: jax.Array         # bool [(d+1)·N]: the first of its key in sorted order
+  vertex: jax.Array        # int32 [(d+1)·N]: vertex index of each sorted key
+  num_vertices: jax.Array  # int32 []: M
+
+
+def enumerate_vertices(features: jax.Array) -> Vertices:
+  """Features [N, d] (already divided by the kernel widths) -> their distinct simplex vertices."""
   if features.ndim != 2 or features.shape[1] < 1:
     raise ValueError(f"features must be [N, d] with d >= 1, got shape {features.shape}")
   features = jax.lax.stop_gradient(features)
   n, d = features.shape
-  capacity = default_capacity(n, d) if capacity is None else int(capacity)
-  if capacity < 1:
-    raise ValueError(f"capacity must be >= 1, got {capacity}")
   keys, weights = _enclosing_simplex(features)
   flat = keys.reshape(n * (d + 1), d)
   order = jnp.arange(n * (d + 1), dtype=jnp.int32)
   sorted_all = jax.lax.sort([flat[:, c] for c in range(d)] + [order], num_keys=d)
   sorted_keys = jnp.stack(sorted_all[:d], axis=1)
-  perm = sorted_all[d]
-  is_new = jnp.concatenate([jnp.ones((1,), bool),
-                            jnp.any(sorted_keys[1:] != sorted_keys[:-1], axis=1)])
-  vertex = jnp.cumsum(is_new.astype(jnp.int32)) - 1                       # in sorted order
-  num_vertices = vertex[-1] + 1
-  offsets = jnp.zeros((n * (d + 1),), jnp.int32).at[perm].set(vertex, unique_indices=True)
-  offsets = jnp.minimum(offsets, capacity).reshape(n, d + 1)
+  first = jnp.concatenate([jnp.ones((1,), bool),
+                           jnp.any(sorted_keys[1:] != sorted_keys[:-1], axis=1)])
+  vertex = jnp.cumsum(first.astype(jnp.int32)) - 1
+  offsets = jnp.zeros((n * (d + 1),), jnp.int32).at[sorted_all[d]].set(vertex, unique_indices=True)
+  return Vertices(offsets=offsets.reshape(n, d + 1), weights=weights, sorted_keys=sorted_keys,
+                  first=first, vertex=vertex, num_vertices=vertex[-1] + 1)
+
+
+def lattice(vertices: Vertices, capacity: int) -> Lattice:
+  """The blur neighbourhoods of the first `capacity` vertices; NaN outputs if M > capacity."""
+  d = vertices.sorted_keys.shape[1]
+  if capacity < 1:
+    raise ValueError(f"capacity must be >= 1, got {capacity}")
+  count = jnp.minimum(vertices.num_vertices, capacity)
   # Unique keys, sorted; unused rows hold the largest key so the table stays sorted.
   table = jnp.full((capacity, d), jnp.iinfo(jnp.int32).max, jnp.int32)
-  table = table.at[jnp.where(is_new, vertex, capacity)].set(sorted_keys, mode="drop")
+  table = table.at[jnp.where(vertices.first, vertices.vertex, capacity)].set(
+      vertices.sorted_keys, mode="drop")
   # Neighbours along direction j: all coordinates -1 except j at +d (and the opposite).
   step = np.full((d + 1, d), -1, np.int32)
   for j in range(d):
     step[j, j] = d
   queries = jnp.stack([table[None] + step[:, None], table[None] - step[:, None]], axis=1)
-  neighbours = _find(table, num_vertices, queries)                         # [d+1, 2, C]
+  neighbours = _find(table, count, queries)                                # [d+1, 2, C]
   idx = jnp.arange(capacity)
-  neighbours = jnp.where(idx[None, None] < num_vertices, neighbours, capacity)
-  return Lattice(offsets=offsets, weights=weights, neighbours=neighbours,
-                 num_vertices=num_vertices.astype(jnp.int32), overflow=num_vertices > capacity)
+  neighbours = jnp.where(idx[None, None] < count, neighbours, capacity)
+  return Lattice(offsets=jnp.minimum(vertices.offsets, capacity), weights=vertices.weights,
+                 neighbours=neighbours, num_vertices=vertices.num_vertices,
+                 overflow=vertices.num_vertices > capacity)
+
+
+def build(features: jax.Array, capacity: int | None = None) -> Lattice:
+  """The lattice of features [N, d]; capacity None = (d+1)·N, which can never overflow."""
+  n, d = features.shape
+  return lattice(enumerate_vertices(features),
+                 default_capacity(n, d) if capacity is None else int(capacity))
 
 
 def _splat(lattice: Lattice, values: jax.Array) -> jax.Array:
