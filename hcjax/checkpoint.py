@@ -179,12 +179,14 @@ class Checkpointer:
 
 
 def restore_params(path: str, abstract_params: Any, *,
-                   item_path: Sequence[str] = ("params",)) -> Any:
+                   item_path: Sequence[str] = ("params",), missing_ok: bool = False) -> Any:
   """Reads one sub-tree of another run's state (default: its params), for config.init_from.
 
   `path` is a Checkpointer directory (its latest complete step is used), a run's workdir holding
   one in `checkpoints/`, or a single step's directory. Every leaf of `abstract_params` must be in
-  the checkpoint with the same shape; saved leaves it does not name are left unread.
+  the checkpoint with the same shape; saved leaves it does not name are left unread. With
+  missing_ok, leaves the checkpoint lacks are dropped from the result instead (a later training
+  stage that adds layers on top of an earlier one); at least one must be there.
   """
   step_dir = _find_step_directory(epath.Path(path))
   state_dir = step_dir / STATE
@@ -199,6 +201,11 @@ def restore_params(path: str, abstract_params: Any, *,
                             f"(found {have})")
     walked.append(key)
     saved = saved[key]
+  if missing_ok:
+    abstract_params = _prune(abstract_params, _leaf_shapes(getattr(saved, "tree", saved)))
+    if not jax.tree.leaves(abstract_params):
+      raise CheckpointError(f"{step_dir} ({'/'.join(item_path)}) has none of the parameters "
+                            "being restored")
   _check_tree(saved, abstract_params, f"{step_dir} ({'/'.join(item_path)})", exact=False)
 
   target: Any = abstract_params
@@ -264,6 +271,19 @@ def _leaf_shapes(tree: Any) -> dict[str, tuple[int, ...] | None]:
       shape = ()
     shapes["/".join(_key_name(k) for k in path)] = None if shape is None else tuple(shape)
   return shapes
+
+
+def _prune(tree: Any, keep: dict[str, Any], prefix: str = "") -> Any:
+  """The nested-dict tree without the leaves whose names are not in `keep`."""
+  if isinstance(tree, dict):
+    out = {}
+    for k, v in tree.items():
+      sub = _prune(v, keep, f"{prefix}{k}/")
+      if not isinstance(sub, dict) or sub:
+        if sub is not None:
+          out[k] = sub
+    return out
+  return tree if prefix[:-1] in keep else None
 
 
 def _check_tree(saved_metadata: Any, abstract: Any, where: str, *, exact: bool) -> None:

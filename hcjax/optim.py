@@ -3,7 +3,8 @@
 config.optimizer: name (sgd | adam | adamw), learning_rate, schedule (constant | cosine | step),
 warmup_steps, decay_boundaries / decay_factor (step), momentum, nesterov, b1, b2, eps,
 weight_decay, weight_decay_exclude (regex on parameter paths; default: biases and norm scales),
-grad_clip_norm (0 = off).
+grad_clip_norm (0 = off), freeze (regexes on parameter paths kept fixed: zero update, no weight
+decay; e.g. ("unary/.*",) for a stage that trains only what sits on top of a pretrained unary).
 """
 
 from __future__ import annotations
@@ -86,4 +87,21 @@ def make_optimizer(cfg: Any, total_steps: int) -> tuple[optax.GradientTransforma
   else:
     parts.append(optax.adamw(schedule, b1=_get(cfg, "b1", 0.9), b2=_get(cfg, "b2", 0.999),
                              eps=_get(cfg, "eps", 1e-8), weight_decay=wd, mask=mask))
-  return optax.chain(*parts), schedule
+  tx = optax.chain(*parts)
+  freeze = tuple(_get(cfg, "freeze", ()) or ())
+  if freeze:
+    for pattern in freeze:
+      try:
+        re.compile(pattern)
+      except re.error as e:
+        raise OptimizerConfigError(f"config.optimizer.freeze: bad regex {pattern!r}: {e}") from None
+    tx = optax.multi_transform({"train": tx, "frozen": optax.set_to_zero()},
+                               lambda params: frozen_labels(params, freeze))
+  return tx, schedule
+
+
+def frozen_labels(params: Any, freeze: tuple[str, ...]) -> Any:
+  """"frozen" for parameters whose path matches one of the regexes, else "train"."""
+  regexes = [re.compile(p) for p in freeze]
+  return jax.tree_util.tree_map_with_path(
+      lambda p, _: "frozen" if any(r.search(path_name(p)) for r in regexes) else "train", params)

@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import flax
+from flax import traverse_util
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -241,9 +242,14 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
   else:
     state = jax.jit(init, out_shardings=shardings)(rng)
     if config.get("init_from"):
-      params = checkpoint.restore_params(config.init_from, abstract.params)
-      state = state.replace(params=params)
-      logging.info("initialised parameters from %s", config.init_from)
+      restored = traverse_util.flatten_dict(
+          checkpoint.restore_params(config.init_from, abstract.params, missing_ok=True), sep="/")
+      params = traverse_util.flatten_dict(state.params, sep="/")
+      fresh = sorted(set(params) - set(restored))
+      params.update(restored)
+      state = state.replace(params=traverse_util.unflatten_dict(params, sep="/"))
+      logging.info("initialised %d of %d parameter arrays from %s%s", len(restored), len(params),
+                   config.init_from, f"; new: {', '.join(fresh)}" if fresh else "")
 
   train_step = jax.jit(make_train_step(model, task, tx, schedule, config),
                        out_shardings=(shardings, sharding.replicated(mesh)), donate_argnums=(0,))

@@ -189,6 +189,18 @@ def test_restore_params_subtree(tmp_path):
                                                 sharding=NamedSharding(mesh, P())))
   with pytest.raises(checkpoint.CheckpointError, match=r"'w' has shape \(16, 8\)"):
     checkpoint.restore_params(str(run), wider)
+  # A later stage with layers the checkpoint lacks: only what is there comes back.
+  extended = dict(abstract, head=jax.ShapeDtypeStruct((2,), jnp.float32,
+                                                      sharding=NamedSharding(mesh, P())))
+  with pytest.raises(checkpoint.CheckpointError, match="'head'"):
+    checkpoint.restore_params(str(run), extended)
+  part = checkpoint.restore_params(str(run), extended, missing_ok=True)
+  assert sorted(part) == ["b", "w"]
+  _assert_bitwise_equal(part["w"], _values(2))
+  with pytest.raises(checkpoint.CheckpointError, match="none of the parameters"):
+    checkpoint.restore_params(str(run), {"head": extended["head"]}, missing_ok=True)
+  with pytest.raises(checkpoint.CheckpointError, match=r"'w' has shape \(16, 8\)"):
+    checkpoint.restore_params(str(run), wider, missing_ok=True)
 
 
 def test_async_save_returns_early_and_close_waits(tmp_path):

@@ -108,3 +108,20 @@ def test_sgd_matches_optax_reference_with_clipping():
 def test_bad_optimizer_config(kw, message):
   with pytest.raises(ConfigError, match=message):
     optim.make_optimizer(_cfg(**kw), 50)
+
+
+def test_freeze_keeps_matching_parameters_fixed():
+  cfg = ml_collections.ConfigDict(dict(name="adamw", learning_rate=0.1, weight_decay=0.5,
+                                       freeze=("unary/.*",)))
+  tx, _ = optim.make_optimizer(cfg, total_steps=10)
+  params = {"unary": {"conv": {"kernel": jnp.ones((3,))}}, "crf": {"compat": jnp.ones((3,))}}
+  grads = jax.tree.map(jnp.ones_like, params)
+  state = tx.init(params)
+  for _ in range(3):
+    updates, state = tx.update(grads, state, params)
+    params = optax.apply_updates(params, updates)
+  np.testing.assert_array_equal(params["unary"]["conv"]["kernel"], np.ones(3))
+  assert np.all(np.asarray(params["crf"]["compat"]) < 1.0)
+  with pytest.raises(ConfigError, match="freeze"):
+    optim.make_optimizer(ml_collections.ConfigDict(dict(name="sgd", learning_rate=0.1,
+                                                        freeze=("(",))), total_steps=10)
