@@ -19,14 +19,16 @@ RUNTIME = [
     # TensorBoard event files without TensorFlow.
     "tensorboardX",
     "msgpack",
+    # Real photographs (astronaut, chelsea, coffee, ...) that the sample sets are cut from.
+    "scikit-image",
 ]
 
 TEST = [
     "pytest",
     "pytest-timeout",
-    # Real photographs for sample sets and reference implementations for checks.
-    "scikit-image",
+    # Reference implementations for checks.
     "scikit-learn",
+    "pydensecrf2",   # dense-CRF reference (C++, builds from source in about a minute)
     # Reads our TensorBoard event files back in tests.
     "tensorboard",
     "portpicker",

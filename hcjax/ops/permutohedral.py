@@ -186,9 +186,9 @@ def lattice(vertices: Vertices, capacity: int) -> Lattice:
 
 def build(features: jax.Array, capacity: int | None = None) -> Lattice:
   """The lattice of features [N, d]; capacity None = (d+1)·N, which can never overflow."""
+  vertices = enumerate_vertices(features)
   n, d = features.shape
-  return lattice(enumerate_vertices(features),
-                 default_capacity(n, d) if capacity is None else int(capacity))
+  return lattice(vertices, default_capacity(n, d) if capacity is None else int(capacity))
 
 
 def _splat(lattice: Lattice, values: jax.Array) -> jax.Array:
