@@ -182,9 +182,11 @@ def mean_field(unary: jax.Array, image: jax.Array, *,
     vertices = permutohedral.enumerate_vertices(feats)
 
     def with_capacity(c):
-      lat = permutohedral.lattice(vertices, c)
-      return lambda: iterate(u, kernels + [(_normalized(_lattice_filter(lat), n, normalization),
-                                            m_bilat)])
+      def run():  # the lattice is built inside the branch: only the chosen tier pays for it
+        lat = permutohedral.lattice(vertices, c)
+        return iterate(u, kernels + [(_normalized(_lattice_filter(lat), n, normalization),
+                                      m_bilat)])
+      return run
 
     if capacity is not None:
       return with_capacity(capacity)()
