@@ -1,4 +1,4 @@
-"""The `hcjax` command: train | eval | export | convert | samples.
+"""The `hcjax` command: train | eval | export | convert | samples | segment.
 
 Data commands take argparse options; the training commands take absl flags with
 ml_collections config overrides (`--config configs/x.py:variant --config.key=value`).
@@ -175,12 +175,18 @@ def _export(argv: Sequence[str]) -> int:
   return 0
 
 
+def _segment(argv: Sequence[str]) -> int:
+  from hcjax import segment  # pylint: disable=g-import-not-at-top
+  return segment.main(argv)
+
+
 COMMANDS: dict[str, tuple[Callable[[Sequence[str]], int], str]] = {
     "train": (_train, "train and evaluate: --config configs/x.py[:variant] --workdir W"),
     "eval": (_eval, "evaluate a workdir's latest checkpoint: --workdir W"),
     "export": (_export, "StableHLO + parameters + loader: --workdir W --out DIR"),
     "convert": (_convert, "original dataset files -> sharded TFRecords"),
     "samples": (_samples, "write an embedded sample set in the original format"),
+    "segment": (_segment, "label maps from a segmentation workdir: --workdir W a.jpg -o out.png"),
 }
 
 

@@ -202,3 +202,18 @@ def test_bad_arguments_name_themselves():
     dense_crf.mean_field(u, im, num_iterations=-1)
   with pytest.raises(ValueError, match="lattice"):
     dense_crf.mean_field(jnp.zeros((1, 200, 200, 2)), jnp.zeros((1, 200, 200, 3)), method="exact")
+
+
+def test_a_sharded_batch_stays_sharded():
+  """The lattice size is one replicated choice; images are never gathered onto one device."""
+  from jax.sharding import AxisType, NamedSharding, PartitionSpec  # pylint: disable=g-import-not-at-top
+  mesh = jax.make_mesh((8,), ("data",), axis_types=(AxisType.Auto,))
+  rng = np.random.default_rng(0)
+  unary = rng.random((8, 12, 16, 3)).astype(np.float32)
+  images = (rng.random((8, 12, 16, 3)) * 255).astype(np.float32)
+  sharding = NamedSharding(mesh, PartitionSpec("data"))
+  fn = jax.jit(lambda u, im: dense_crf.mean_field(u, im, num_iterations=2), out_shardings=sharding)
+  args = (jax.device_put(unary, sharding), jax.device_put(images, sharding))
+  np.testing.assert_allclose(fn(*args), dense_crf.mean_field(unary, images, num_iterations=2),
+                             atol=1e-4)
+  assert "all-gather" not in fn.lower(*args).compile().as_text()

@@ -123,10 +123,10 @@ def mean_field(unary: jax.Array, image: jax.Array, *,
   normalization: "symmetric" (pydensecrf's default) or "after" (CRF-as-RNN).
   method: "lattice" (permutohedral, any size) or "exact" (dense O(N²) Gaussian, small images).
   lattice_capacity: lattice vertices reserved per image for the bilateral kernel, as a multiple
-    of H·W. None (default): each image uses the smallest of capacity_tiers() its vertices fit in,
-    so nothing can overflow (images then run one after another, each with its own branch). A
-    number fixes the size and vmaps the batch; an image that overflows it gets NaN, never a
-    silently truncated filter.
+    of H·W. None (default): the batch uses the smallest of capacity_tiers() all its images fit
+    in, so nothing can overflow (under an outer jax.vmap the choice becomes a select that runs
+    every size: prefer batching through B). A number fixes the size; an image that overflows
+    it gets NaN, never a silently truncated filter.
   return_logits: return the last logits (whose softmax is Q) instead of Q, e.g. for a
     cross-entropy loss.
   """
@@ -171,34 +171,28 @@ def mean_field(unary: jax.Array, image: jax.Array, *,
     out = logits if return_logits else jax.nn.softmax(logits, axis=-1)
     return out.reshape(h, w, num_labels)
 
-  def one_image(args, capacity=None):
-    u, img = args
-    u = u.reshape(n, num_labels).astype(jnp.float32)
-    if m_bilat is None:
-      return iterate(u, kernels)
-    feats = bilateral_features(jax.lax.stop_gradient(img), bilateral_sxy, bilateral_srgb)
-    if method == "exact":
-      return iterate(u, kernels + [(_normalized(_exact_filter(feats), n, normalization), m_bilat)])
-    vertices = permutohedral.enumerate_vertices(feats)
+  flat_unary = unary.reshape(b, n, num_labels).astype(jnp.float32)
+  if m_bilat is None:
+    return jax.vmap(lambda u: iterate(u, kernels))(flat_unary)
+  feats = jax.vmap(lambda img: bilateral_features(img, bilateral_sxy, bilateral_srgb))(
+      jax.lax.stop_gradient(image))
+  if method == "exact":
+    return jax.vmap(lambda u, f: iterate(
+        u, kernels + [(_normalized(_exact_filter(f), n, normalization), m_bilat)]))(flat_unary, feats)
+  vertices = jax.vmap(permutohedral.enumerate_vertices)(feats)
 
-    def with_capacity(c):
-      def run():  # the lattice is built inside the branch: only the chosen tier pays for it
-        lat = permutohedral.lattice(vertices, c)
-        return iterate(u, kernels + [(_normalized(_lattice_filter(lat), n, normalization),
-                                      m_bilat)])
-      return run
+  def with_capacity(c):
+    def one_image(u, v):
+      lat = permutohedral.lattice(v, c)
+      return iterate(u, kernels + [(_normalized(_lattice_filter(lat), n, normalization), m_bilat)])
+    # The lattice is built inside the branch: only the chosen size pays for it.
+    return lambda: jax.vmap(one_image)(flat_unary, vertices)
 
-    if capacity is not None:
-      return with_capacity(capacity)()
-    # Each image takes the smallest lattice its vertices fit in.
-    tiers = capacity_tiers(n, feats.shape[1])
-    tier = sum((vertices.num_vertices > c).astype(jnp.int32) for c in tiers[:-1])
-    return jax.lax.switch(tier, [with_capacity(c) for c in tiers])
-
-  if method == "lattice" and m_bilat is not None and lattice_capacity is None:
-    # A real branch per image (vmap would turn the switch into running every tier).
-    return jax.lax.map(one_image, (unary, image))
-  capacity = None
   if lattice_capacity is not None:
-    capacity = max(1, int(np.ceil(float(lattice_capacity) * n)))
-  return jax.vmap(lambda u, img: one_image((u, img), capacity))(unary, image)
+    return with_capacity(max(1, int(np.ceil(float(lattice_capacity) * n))))()
+  # The batch takes the smallest size all its images fit in. The choice is one replicated scalar
+  # and each branch is batch-parallel, so a sharded batch stays sharded.
+  tiers = capacity_tiers(n, feats.shape[-1])
+  needed = jnp.max(vertices.num_vertices)
+  tier = sum((needed > c).astype(jnp.int32) for c in tiers[:-1])
+  return jax.lax.switch(tier, [with_capacity(c) for c in tiers])
