@@ -86,7 +86,7 @@ class Checkpointer:
     if save_interval_steps < 1:
       raise ValueError(f"save_interval_steps must be >= 1; got {save_interval_steps}")
     _set_orbax_verbosity(verbose)
-    self.directory = epath.Path(directory)
+    self.directory = _absolute(directory)
     # The same naming for our listing as for orbax's, so "complete" means the same to both.
     self._names = ocp.path.step.standard_name_format()
     options = ocp.CheckpointManagerOptions(
@@ -188,7 +188,7 @@ def restore_params(path: str, abstract_params: Any, *,
   missing_ok, leaves the checkpoint lacks are dropped from the result instead (a later training
   stage that adds layers on top of an earlier one); at least one must be there.
   """
-  step_dir = _find_step_directory(epath.Path(path))
+  step_dir = _find_step_directory(_absolute(path))
   state_dir = step_dir / STATE
   handler = ocp.PyTreeCheckpointHandler()
   saved: Any = handler.metadata(state_dir)
@@ -226,6 +226,13 @@ def restore_params(path: str, abstract_params: Any, *,
 
 
 # --- helpers --------------------------------------------------------------------------------------
+
+def _absolute(path: str) -> epath.Path:
+  """Orbax wants absolute paths; local relative ones (runs/x) are taken from the cwd."""
+  if "://" in str(path):
+    return epath.Path(path)
+  return epath.Path(os.path.abspath(path))
+
 
 def _find_step_directory(path: epath.Path) -> epath.Path:
   if not path.exists():

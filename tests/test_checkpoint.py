@@ -361,3 +361,15 @@ def _child(mode: str, directory: str) -> None:
 
 if __name__ == "__main__":
   _child(*sys.argv[1:])
+
+
+def test_relative_directories_are_taken_from_the_cwd(tmp_path, monkeypatch):
+  """`hcjax train --workdir runs/x` passes a relative path; orbax itself wants absolute ones."""
+  monkeypatch.chdir(tmp_path)
+  mesh = _mesh()
+  with checkpoint.Checkpointer("runs/x/checkpoints") as ckpt:
+    ckpt.save(1, _state(mesh, seed=1), force=True)
+  assert (tmp_path / "runs" / "x" / "checkpoints" / "1").is_dir()
+  abstract = {"w": jax.ShapeDtypeStruct((16, 8), jnp.float32, sharding=NamedSharding(mesh, P())),
+              "b": jax.ShapeDtypeStruct((3,), jnp.int32, sharding=NamedSharding(mesh, P()))}
+  _assert_bitwise_equal(checkpoint.restore_params("runs/x", abstract)["w"], _values(1))
