@@ -93,11 +93,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
   c.batch_size = 8
   c.eval_batch_size = 8
-  c.total_steps = 600 if stage in (None, "unary") else 200
+  c.total_steps = 1500 if stage in (None, "unary") else 200
   c.grad_accum_steps = 1
   c.optimizer = ml_collections.ConfigDict()
   c.optimizer.name = "adamw"
-  c.optimizer.learning_rate = 3e-4 if stage == "joint" else 1e-3
+  c.optimizer.learning_rate = {None: 2e-3, "unary": 2e-3, "triple": 1e-3, "context": 1e-3,
+                               "joint": 3e-4}[stage]
   c.optimizer.schedule = "cosine"
   c.optimizer.warmup_steps = 50 if stage in (None, "unary") else 20
   c.optimizer.weight_decay = 1e-4

@@ -340,5 +340,8 @@ def export_state(task, model, state, out_dir: str, platforms=("cpu",)) -> str:
                              metadata=task.export_metadata(), platforms=platforms)
 
 
-def summarize_metrics(metrics: Mapping[str, Any], keys=("mean_accuracy", "majority_baseline")) -> str:
+SUMMARY_KEYS = ("mean_accuracy", "majority_baseline", "miou", "miou_unary", "pixel_accuracy")
+
+
+def summarize_metrics(metrics: Mapping[str, Any], keys=SUMMARY_KEYS) -> str:
   return "  ".join(f"{k}={metrics[k]:.4f}" for k in keys if k in metrics)

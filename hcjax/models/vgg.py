@@ -33,6 +33,10 @@ def resize_to(x: jax.Array, height: int, width: int) -> jax.Array:
   return jax.image.resize(x, (x.shape[0], height, width, x.shape[-1]), "bilinear")
 
 
+# He (fan-out) initialisation, as torchvision's VGG: a deep plain ReLU stack learns slowly from
+# flax's default LeCun scale, the dilated OS-8 net (no skip connections) most of all.
+HE_INIT = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
+
 class VGG16(nn.Module):
   """[B, H, W, 3] RGB 0..255 -> {"pool3", "pool4", "features"} maps, compute in `dtype`.
 
@@ -61,7 +65,7 @@ class VGG16(nn.Module):
       rate = 2 if dilated and block == 5 else 1
       for i in range(1, convs + 1):
         x = nn.Conv(self.width * multiplier, (3, 3), padding="SAME", kernel_dilation=rate,
-                    dtype=self.dtype, name=f"conv{block}_{i}")(x)
+                    kernel_init=HE_INIT, dtype=self.dtype, name=f"conv{block}_{i}")(x)
         x = nn.relu(x)
       if block <= 3 or not dilated:
         x = nn.max_pool(x, (2, 2), (2, 2), padding="SAME")
@@ -69,9 +73,9 @@ class VGG16(nn.Module):
         out[f"pool{block}"] = x
     drop = nn.Dropout(self.dropout_rate, deterministic=not train)
     x = nn.Conv(self.fc_width, (7, 7), padding="SAME", kernel_dilation=4 if dilated else 1,
-                dtype=self.dtype, name="fc6")(x)
+                kernel_init=HE_INIT, dtype=self.dtype, name="fc6")(x)
     x = drop(nn.relu(x))
-    x = nn.Conv(self.fc_width, (1, 1), dtype=self.dtype, name="fc7")(x)
+    x = nn.Conv(self.fc_width, (1, 1), kernel_init=HE_INIT, dtype=self.dtype, name="fc7")(x)
     out["features"] = drop(nn.relu(x))
     return out
 
