@@ -67,8 +67,8 @@ def _gaussian_lattice(height: int, width: int, sxy: float, anchor: jax.Array
                       ) -> permutohedral.Lattice:
   """Positions only: the vertex count is known at trace time, so the lattice gets exactly M.
 
-  It is still built in the graph (embedding it as constants makes XLA's constant folding crawl);
-  the barrier keeps XLA from folding it at compile time.
+  It is built in the graph rather than embedded as megabytes of constants; the barrier keeps
+  XLA from constant-folding it at compile time.
   """
   capacity = _gaussian_vertex_count(height, width, sxy)
   features = gaussian_features(height, width, sxy)
@@ -77,7 +77,7 @@ def _gaussian_lattice(height: int, width: int, sxy: float, anchor: jax.Array
 
 
 def capacity_tiers(num_points: int, d: int) -> tuple[int, ...]:
-  """Lattice sizes tried in turn for data-dependent kernels; the last can never overflow.
+  """Lattice sizes a batch chooses from (the smallest that fits); the last can never overflow.
 
   Natural photos with pydensecrf's example bilateral kernel (sxy 80, srgb 13) need 3-9 % of N
   vertices, with CRF-as-RNN's (160, 3) 33-67 %; pure noise at srgb 3 needs nearly (d+1)·N.
