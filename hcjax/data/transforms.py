@@ -236,11 +236,13 @@ def _cast(x: Any, dtype: np.dtype) -> np.ndarray:
 # --- geometric ops ------------------------------------------------------------------------------
 
 
-def _scale(sx: float, sy: float) -> np.ndarray:
+def scale_matrix(sx: float, sy: float) -> np.ndarray:
+  """3x3 homogeneous map (x, y) -> (sx·x, sy·y), for composing with `affine`."""
   return np.array([[sx, 0, 0], [0, sy, 0], [0, 0, 1]], np.float64)
 
 
-def _translate(tx: float, ty: float) -> np.ndarray:
+def translation_matrix(tx: float, ty: float) -> np.ndarray:
+  """3x3 homogeneous map (x, y) -> (x + tx, y + ty), for composing with `affine`."""
   return np.array([[1, 0, tx], [0, 1, ty], [0, 0, 1]], np.float64)
 
 
@@ -248,13 +250,13 @@ def resize(sample: Sample, size: Size) -> dict[str, Any]:
   """Resizes to size (height, width); bilinear, without anti-aliasing when shrinking."""
   h, w = _hw(sample)
   out_h, out_w = _check_size(size)
-  return affine(sample, _scale(out_w / w, out_h / h), (out_h, out_w))
+  return affine(sample, scale_matrix(out_w / w, out_h / h), (out_h, out_w))
 
 
 def crop(sample: Sample, top: int, left: int, height: int, width: int, *, mask_fill: int = 255,
          fill: float | Sequence[float] = 0) -> dict[str, Any]:
   """Crops [top, top + height) x [left, left + width); parts outside the image are filled."""
-  return affine(sample, _translate(-int(left), -int(top)), (height, width),
+  return affine(sample, translation_matrix(-int(left), -int(top)), (height, width),
                 mask_fill=mask_fill, fill=fill)
 
 
@@ -273,7 +275,7 @@ def rotation_matrix(degrees: float, center: tuple[float, float]) -> np.ndarray:
   # y points down, so a visually counter-clockwise turn moves +x towards -y.
   rot = np.array([[cos, sin, 0], [-sin, cos, 0], [0, 0, 1]], np.float64)
   cx, cy = center
-  return _translate(cx, cy) @ rot @ _translate(-cx, -cy)
+  return translation_matrix(cx, cy) @ rot @ translation_matrix(-cx, -cy)
 
 
 def rotate(sample: Sample, degrees: float, *, center: tuple[float, float] | None = None,
@@ -330,7 +332,7 @@ def random_resized_crop(sample: Sample, rng: np.random.Generator, size: Size,
     else:
       cw, ch = w, h
     top, left = (h - ch) // 2, (w - cw) // 2
-  m = _scale(out_w / cw, out_h / ch) @ _translate(-left, -top)
+  m = scale_matrix(out_w / cw, out_h / ch) @ translation_matrix(-left, -top)
   return affine(sample, m, (out_h, out_w))
 
 

@@ -79,14 +79,6 @@ def decode_mask(data: bytes) -> np.ndarray:
     raise ImageDecodeError(f"cannot decode mask ({len(data)} bytes): {e}") from e
 
 
-def _affine_scale(sx: float, sy: float) -> np.ndarray:
-  return np.array([[sx, 0, 0], [0, sy, 0], [0, 0, 1]], np.float64)
-
-
-def _affine_shift(tx: float, ty: float) -> np.ndarray:
-  return np.array([[1, 0, tx], [0, 1, ty], [0, 0, 1]], np.float64)
-
-
 class SegmentationTask(Task):
 
   def __init__(self, config):
@@ -192,7 +184,8 @@ class SegmentationTask(Task):
     # A uniform crop position; an image smaller than the crop lands at a random place in it.
     top = int(rng.integers(min(0, sh - size), max(0, sh - size) + 1))
     left = int(rng.integers(min(0, sw - size), max(0, sw - size) + 1))
-    matrix = _affine_shift(-left, -top) @ _affine_scale(sw / w, sh / h)
+    matrix = (transforms.translation_matrix(-left, -top)
+              @ transforms.scale_matrix(sw / w, sh / h))
     if self.flip and rng.random() < 0.5:
       matrix = np.array([[-1, 0, size], [0, 1, 0], [0, 0, 1]], np.float64) @ matrix
     return transforms.affine(sample, matrix, (size, size), mask_fill=self.ignore_label,
