@@ -144,11 +144,7 @@ def _check_names(path: str, line: int, header: list[str]) -> None:
 
 
 def encode(record: Record) -> bytes:
-  try:
-    with open(record.path, "rb") as f:
-      image = f.read()
-  except FileNotFoundError:
-    raise MissingDataError(f"image listed in the annotations is missing: {record.path}") from None
+  image = common.read_bytes(record.path, "image listed in the annotations")
   features: dict[str, Any] = {
       "image": image,
       "filename": record.filename,

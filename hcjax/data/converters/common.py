@@ -20,6 +20,15 @@ def require_file(path: str, what: str) -> str:
   return path
 
 
+def read_bytes(path: str, what: str) -> bytes:
+  """A file's bytes; a missing one is a MissingDataError naming `what` and the path."""
+  try:
+    with open(path, "rb") as f:
+      return f.read()
+  except FileNotFoundError:
+    raise MissingDataError(f"{what} is missing: {path}") from None
+
+
 def numbered_lines(path: str) -> Iterator[tuple[int, list[str]]]:
   """(1-based line number, whitespace-split fields) of each non-empty line."""
   with open(path, encoding="utf-8") as f:

@@ -258,11 +258,7 @@ def _jpeg_size(path: str, data: bytes) -> tuple[int, int]:
 
 
 def encode(record: Record) -> bytes:
-  try:
-    with open(record.image_path, "rb") as f:
-      image = f.read()
-  except FileNotFoundError:
-    raise MissingDataError(f"image is missing: {record.image_path}") from None
+  image = common.read_bytes(record.image_path, "image")
   width, height = _jpeg_size(record.image_path, image)
   mask = read_sbd_mask(record.mask_path) if record.sbd_mat else read_mask(record.mask_path)
   if mask.shape != (height, width):
