@@ -58,12 +58,7 @@ def _blocks(h: int = 60, w: int = 84) -> tuple[np.ndarray, np.ndarray]:
 
 def _config(**overrides):
   config = crf_rnn.get_config("test")
-  for key, value in overrides.items():
-    node = config
-    *parents, leaf = key.split(".")
-    for p in parents:
-      node = node[p]
-    node[leaf] = value
+  config.update_from_flattened_dict(overrides)
   return config
 
 

@@ -38,12 +38,7 @@ def make_config(root, **overrides):
   config = quickstart.get_config("test")
   config.data.dir = str(root / "tfrecords")
   config.data.samples_dir = str(root / "samples")
-  for key, value in overrides.items():
-    node = config
-    *parents, leaf = key.split(".")
-    for p in parents:
-      node = node[p]
-    node[leaf] = value
+  config.update_from_flattened_dict(overrides)
   return config
 
 
