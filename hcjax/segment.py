@@ -14,7 +14,6 @@ as the image blended 50% with those colours.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 from collections.abc import Sequence
 
@@ -44,21 +43,9 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
 
 
 def load_config(workdir: str):
-  """The run's own config (WORKDIR/config.json), set up for inference on the devices at hand."""
-  import ml_collections  # pylint: disable=g-import-not-at-top
-  path = os.path.join(workdir, "config.json")
-  if not os.path.exists(path):
-    raise ConfigError(f"no {path}: --workdir must be the directory of a training run")
-  with open(path) as f:
-    config = ml_collections.ConfigDict(json.load(f))
-  if config.get("task") != "segmentation":
-    raise ConfigError(f"{workdir} was trained for task {config.get('task')!r}, not segmentation")
-  # Inference on whatever devices are here: parameters replicated, batch sizes that fit them.
-  import jax  # pylint: disable=g-import-not-at-top
-  config.mesh = (("data", -1), ("fsdp", 1))
-  config.batch_size = config.eval_batch_size = jax.device_count()
-  config.grad_accum_steps = 1
-  return config
+  """The run's own config, set up for inference; it must be a segmentation run."""
+  from hcjax import train  # pylint: disable=g-import-not-at-top
+  return train.inference_config(workdir, "segmentation")
 
 
 def output_paths(images: Sequence[str], out: str) -> list[str]:

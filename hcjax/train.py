@@ -21,6 +21,7 @@ import flax
 from flax import traverse_util
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import optax
 from jax.experimental import multihost_utils
@@ -307,6 +308,25 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
 
 
 # --- using a trained workdir ----------------------------------------------------------------------
+
+def inference_config(workdir: str, task: str):
+  """The run's own config (WORKDIR/config.json), set up for inference on the devices at hand.
+
+  `task` is the task the calling tool serves; a run of another task is a ConfigError.
+  """
+  path = os.path.join(workdir, "config.json")
+  if not os.path.exists(path):
+    raise ConfigError(f"no {path}: --workdir must be the directory of a training run")
+  with open(path) as f:
+    config = ml_collections.ConfigDict(json.load(f))
+  if config.get("task") != task:
+    raise ConfigError(f"{workdir} was trained for task {config.get('task')!r}, not {task}")
+  # Parameters replicated, batch sizes that fit whatever devices are here.
+  config.mesh = (("data", -1), ("fsdp", 1))
+  config.batch_size = config.eval_batch_size = jax.device_count()
+  config.grad_accum_steps = 1
+  return config
+
 
 def restore_for_inference(config, workdir: str, step: int | None = None):
   """(task, model, state) from a workdir's checkpoint, on the devices at hand."""

@@ -9,6 +9,7 @@ from hcjax.tasks.base import Task, TaskConfigError
 # name -> "module:Class", imported only when asked for.
 REGISTRY = {
     "face_attributes": "hcjax.tasks.face_attributes:FaceAttributesTask",
+    "frame_synthesis": "hcjax.tasks.frame_synthesis:FrameSynthesisTask",
     "segmentation": "hcjax.tasks.segmentation:SegmentationTask",
 }
 
