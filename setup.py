@@ -21,6 +21,8 @@ RUNTIME = [
     "msgpack",
     # Real photographs (astronaut, chelsea, coffee, ...) that the sample sets are cut from.
     "scikit-image",
+    # Video files (UCF-101's .avi, slow-motion input and output) through FFmpeg's libraries.
+    "av",
 ]
 
 TEST = [
@@ -29,6 +31,7 @@ TEST = [
     # Reference implementations for checks.
     "scikit-learn",
     "pydensecrf2",   # dense-CRF reference (C++, builds from source in about a minute)
+    "torch==2.13.0",  # grid_sample reference for the sampling kernel (CPU build)
     # Reads our TensorBoard event files back in tests.
     "tensorboard",
     "portpicker",

@@ -1,4 +1,4 @@
-"""The `hcjax` command: train | eval | export | convert | samples | segment.
+"""The `hcjax` command: train | eval | export | convert | samples | segment | interpolate | slowmo.
 
 Data commands take argparse options; the training commands take absl flags with
 ml_collections config overrides (`--config configs/x.py:variant --config.key=value`).
@@ -17,14 +17,28 @@ from collections.abc import Callable, Sequence
 from hcjax import errors
 from hcjax.data import errors as data_errors
 
-DATASETS_CONVERT = ("celeba", "voc")
-DATASETS_SAMPLES = ("celeba", "voc")
+DATASETS_CONVERT = ("celeba", "ucf101", "voc")
+DATASETS_SAMPLES = ("celeba", "ucf101", "voc")
 
 # Errors that are the user's to fix: shown as one line, never as a traceback.
 USER_ERRORS: tuple[type[BaseException], ...] = (
     data_errors.AnnotationError, data_errors.CorruptRecordError, data_errors.ImageDecodeError,
     data_errors.MissingDataError, data_errors.ShardingError, errors.ConfigError,
 )
+
+
+def _static_psnr(text: str) -> float | str | None:
+  if text.lower() in ("none", "off"):
+    return None
+  if text == "auto":
+    return text
+  try:
+    value = float(text)
+  except ValueError:
+    raise argparse.ArgumentTypeError(f"expected dB (e.g. 30) or none, got {text!r}") from None
+  if value != value:  # nan
+    raise argparse.ArgumentTypeError("expected dB (e.g. 30) or none, got nan")
+  return value
 
 
 def _convert(argv: Sequence[str]) -> int:
@@ -37,14 +51,62 @@ def _convert(argv: Sequence[str]) -> int:
   parser.add_argument("--quiet", action="store_true", help="no progress bar")
   parser.add_argument("--sbd", help="voc only: SBD benchmark_RELEASE/dataset (cls/*.mat) or a "
                       "folder with SegmentationClassAug/ + train_aug.txt; train becomes train_aug")
+  ucf = parser.add_argument_group("ucf101 only (frame triplets; see data/ucf101/README.md)")
+  ucf.add_argument("--layout", choices=("ucf101", "vimeo", "dvf_test"),
+                   help="what --src holds (default: detected): UCF-101 videos or frame folders, "
+                   "Vimeo-90K triplets (sequences/ + tri_*list.txt), or DVF's test set")
+  ucf.add_argument("--splits", help="the official ucfTrainTestlist/ folder (default: in --src "
+                   "or next to it)")
+  ucf.add_argument("--split-number", type=int, choices=(1, 2, 3), help="official split (default 1)")
+  ucf.add_argument("--stride", type=int, help="a triplet starts every STRIDE frames (default 8)")
+  ucf.add_argument("--gap", type=int, help="frames between a triplet's frames (default 1: "
+                   "consecutive)")
+  ucf.add_argument("--static-psnr", type=_static_psnr, default="auto", metavar="DB",
+                   help="drop triplets whose outer frames have PSNR above DB (default 30 for "
+                   "UCF-101 videos, none for Vimeo-90K); `none` keeps all")
+  ucf.add_argument("--max-triplets-per-video", type=int, metavar="N",
+                   help="keep at most N triplets of a video, evenly spread")
+  ucf.add_argument("--dvf-test", metavar="DIR", help="DVF's UCF-101 test set (<n>/frame_00.png, "
+                   "frame_01_gt.png, frame_02.png, motion_mask.png) becomes the test split")
+  ucf.add_argument("--dvf-masks", metavar="DIR", help="DVF's motion masks (<n>/motion_mask.png) "
+                   "when they are not in the test folders (default: also looks in "
+                   "motion_masks_ucf101_interp/ beside them)")
+  ucf.add_argument("--workers", type=int, default=1, help="processes decoding videos "
+                   "(output identical for any number)")
   args = parser.parse_args(argv)
+  ucf_options = {"--layout": args.layout, "--splits": args.splits,
+                 "--split-number": args.split_number, "--stride": args.stride, "--gap": args.gap,
+                 "--max-triplets-per-video": args.max_triplets_per_video,
+                 "--dvf-test": args.dvf_test, "--dvf-masks": args.dvf_masks,
+                 "--static-psnr": None if args.static_psnr == "auto" else True,
+                 "--workers": None if args.workers == 1 else args.workers}
+  if args.dataset != "ucf101":
+    given = [k for k, v in ucf_options.items() if v is not None]
+    if given:
+      parser.error(f"{', '.join(given)} {'is' if len(given) == 1 else 'are'} only for ucf101")
+  if args.dataset != "voc" and args.sbd is not None:
+    parser.error("--sbd is only for voc")
   if args.dataset == "voc":
     from hcjax.data.converters import voc  # pylint: disable=g-import-not-at-top
     info = voc.convert(args.src, args.out, shards=args.shards, sbd=args.sbd,
                        progress=not args.quiet)
+  elif args.dataset == "ucf101":
+    from hcjax.data.converters import ucf101  # pylint: disable=g-import-not-at-top
+    for name, value in (("--shards", args.shards), ("--stride", args.stride), ("--gap", args.gap),
+                        ("--max-triplets-per-video", args.max_triplets_per_video),
+                        ("--workers", args.workers)):
+      if value is not None and value < 1:
+        parser.error(f"{name} must be >= 1, got {value}")
+    try:
+      info = ucf101.convert(
+          args.src, args.out, shards=args.shards, layout=args.layout, splits_dir=args.splits,
+          split_number=args.split_number or 1, stride=args.stride, gap=args.gap,
+          static_psnr=args.static_psnr, max_triplets_per_video=args.max_triplets_per_video,
+          dvf_test=args.dvf_test, dvf_masks=args.dvf_masks, workers=args.workers,
+          progress=not args.quiet)
+    except ucf101.OptionError as e:
+      parser.error(str(e))
   else:
-    if args.sbd is not None:
-      parser.error("--sbd is only for voc")
     from hcjax.data.converters import celeba  # pylint: disable=g-import-not-at-top
     info = celeba.convert(args.src, args.out, shards=args.shards, progress=not args.quiet)
   print(summarize(info, args.out))
@@ -60,6 +122,10 @@ def summarize(info: dict, out: str) -> str:
   if "attribute_names" in info:
     lines.append(f"  {len(info['attribute_names'])} attributes: "
                  + " ".join(info["attribute_names"][:6]) + " ...")
+  for split, stats in info.get("stats", {}).items():  # ucf101: what the triplet filters dropped
+    if stats.get("dropped_static") or stats.get("dropped_cap"):
+      lines.append(f"  {split:<10} dropped {stats['dropped_static']} near-static and "
+                   f"{stats['dropped_cap']} capped of {stats['candidates']} triplets")
   if "class_names" in info:
     lines.append(f"  {len(info['class_names'])} classes: " + " ".join(info["class_names"])
                  + (f" ({info['ignore_label']} = void)" if "ignore_label" in info else ""))
@@ -73,9 +139,17 @@ def _samples(argv: Sequence[str]) -> int:
   parser.add_argument("dataset", choices=DATASETS_SAMPLES)
   parser.add_argument("--out", required=True)
   parser.add_argument("--num-images", type=int, default=None,
-                      help="images to write (celeba 3000, voc 400 when not given)")
+                      help="images to write (celeba 3000, voc 400 when not given); for ucf101 "
+                      "the number of videos (60)")
   parser.add_argument("--seed", type=int, default=0)
   args = parser.parse_args(argv)
+  if args.dataset == "ucf101":
+    from hcjax.data.samples import ucf101 as ucf_samples  # pylint: disable=g-import-not-at-top
+    summary = ucf_samples.write_sample_set(
+        args.out, num_videos=args.num_images if args.num_images is not None else
+        ucf_samples.NUM_VIDEOS, seed=args.seed, progress=sys.stderr.isatty())
+    print(f"{args.dataset} sample set -> {args.out}: {summary}")
+    return 0
   if args.dataset == "voc":
     from hcjax.data.samples import voc as samples  # pylint: disable=g-import-not-at-top
   else:
@@ -180,6 +254,16 @@ def _segment(argv: Sequence[str]) -> int:
   return segment.main(argv)
 
 
+def _interpolate(argv: Sequence[str]) -> int:
+  from hcjax import interpolate  # pylint: disable=g-import-not-at-top
+  return interpolate.interpolate_main(argv)
+
+
+def _slowmo(argv: Sequence[str]) -> int:
+  from hcjax import interpolate  # pylint: disable=g-import-not-at-top
+  return interpolate.slowmo_main(argv)
+
+
 COMMANDS: dict[str, tuple[Callable[[Sequence[str]], int], str]] = {
     "train": (_train, "train and evaluate: --config configs/x.py[:variant] --workdir W"),
     "eval": (_eval, "evaluate a workdir's latest checkpoint: --workdir W"),
@@ -187,6 +271,8 @@ COMMANDS: dict[str, tuple[Callable[[Sequence[str]], int], str]] = {
     "convert": (_convert, "original dataset files -> sharded TFRecords"),
     "samples": (_samples, "write an embedded sample set in the original format"),
     "segment": (_segment, "label maps from a segmentation workdir: --workdir W a.jpg -o out.png"),
+    "interpolate": (_interpolate, "the frame between two: --workdir W a.png b.png -o mid.png"),
+    "slowmo": (_slowmo, "slow motion: --workdir W in.mp4 --factor 4 -o out.mp4 (or .gif)"),
 }
 
 

@@ -164,7 +164,7 @@ def evaluate(state, task, eval_step, mesh, config, *, picture: bool = False):
       if picture and i == 0:
         local_predictions = multihost_utils.global_array_to_host_local_array(
             predictions, mesh, P(sharding.BATCH_AXES))
-        image = task.visualize(local, np.asarray(local_predictions))
+        image = task.visualize(local, jax.tree.map(np.asarray, local_predictions))
   return task.summarize(totals), image
 
 

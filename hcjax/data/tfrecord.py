@@ -241,7 +241,9 @@ def encode_example(features: Mapping[str, Any]) -> bytes:
       feature.float_list.value.extend(array.astype(np.float32).ravel().tolist())
     else:
       raise TypeError(f"feature {key!r}: cannot encode values of dtype {array.dtype}")
-  return example.SerializeToString()
+  # Sorted map entries: the same bytes in every process (protobuf otherwise orders the feature
+  # map by a per-process hash seed), so converted datasets are reproducible byte for byte.
+  return example.SerializeToString(deterministic=True)
 
 
 def decode_example(data: bytes, *, path: str | None = None,
