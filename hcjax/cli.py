@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from hcjax import errors
 from hcjax.data import errors as data_errors
 
-DATASETS_CONVERT = ("celeba", "ucf101", "voc")
+DATASETS_CONVERT = ("celeba", "celeba_spoof", "ucf101", "voc")
 DATASETS_SAMPLES = ("celeba", "ucf101", "voc")
 
 # Errors that are the user's to fix: shown as one line, never as a traceback.
@@ -73,7 +73,25 @@ def _convert(argv: Sequence[str]) -> int:
                    "motion_masks_ucf101_interp/ beside them)")
   ucf.add_argument("--workers", type=int, default=1, help="processes decoding videos "
                    "(output identical for any number)")
+  spoof = parser.add_argument_group("celeba_spoof only (see data/celeba_spoof/README.md)")
+  spoof.add_argument("--margin", type=float, help="context around the face box on each side, "
+                     "as a fraction of its size (default 0.2; 0 = the authors' crop)")
+  spoof.add_argument("--protocol", help="folder of <split>_label.json lists (default "
+                     "metas/intra_test), e.g. metas/protocol1")
+  spoof.add_argument("--skip-missing", action="store_true",
+                     help="leave out (and count) listed images or _BB.txt files that are missing")
+  spoof.add_argument("--depth", metavar="DIR", help="depth maps DIR/<image id>.png (default: "
+                     "<name>_depth.png beside each image, when there)")
+  spoof.add_argument("--reflection", metavar="DIR", help="reflection maps, as --depth")
   args = parser.parse_args(argv)
+  spoof_options = {"--margin": args.margin, "--protocol": args.protocol,
+                   "--skip-missing": args.skip_missing or None, "--depth": args.depth,
+                   "--reflection": args.reflection}
+  if args.dataset != "celeba_spoof":
+    given = [k for k, v in spoof_options.items() if v is not None]
+    if given:
+      parser.error(f"{', '.join(given)} {'is' if len(given) == 1 else 'are'} only for "
+                   "celeba_spoof")
   ucf_options = {"--layout": args.layout, "--splits": args.splits,
                  "--split-number": args.split_number, "--stride": args.stride, "--gap": args.gap,
                  "--max-triplets-per-video": args.max_triplets_per_video,
@@ -106,6 +124,15 @@ def _convert(argv: Sequence[str]) -> int:
           progress=not args.quiet)
     except ucf101.OptionError as e:
       parser.error(str(e))
+  elif args.dataset == "celeba_spoof":
+    from hcjax.data.converters import celeba_spoof  # pylint: disable=g-import-not-at-top
+    if args.shards < 1 or (args.margin is not None and args.margin < 0):
+      parser.error("--shards must be >= 1 and --margin >= 0")
+    info = celeba_spoof.convert(
+        args.src, args.out, shards=args.shards,
+        margin=0.2 if args.margin is None else args.margin, protocol=args.protocol,
+        skip_missing=args.skip_missing, depth=args.depth, reflection=args.reflection,
+        progress=not args.quiet)
   else:
     from hcjax.data.converters import celeba  # pylint: disable=g-import-not-at-top
     info = celeba.convert(args.src, args.out, shards=args.shards, progress=not args.quiet)
