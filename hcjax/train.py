@@ -360,7 +360,8 @@ def export_state(task, model, state, out_dir: str, platforms=("cpu",)) -> str:
                              metadata=task.export_metadata(), platforms=platforms)
 
 
-SUMMARY_KEYS = ("mean_accuracy", "majority_baseline", "miou", "miou_unary", "pixel_accuracy")
+SUMMARY_KEYS = ("mean_accuracy", "majority_baseline", "miou", "miou_unary", "pixel_accuracy", "psnr",
+                "baseline_psnr", "ssim", "baseline_ssim")
 
 
 def summarize_metrics(metrics: Mapping[str, Any], keys=SUMMARY_KEYS) -> str:

@@ -318,6 +318,7 @@ class FrameSynthesisTask(Task):
     if not len(real):
       return None
     cells, captions = [], []
+    baseline_name = "avg" if self.mode == "interpolate" else "last"
     valid = np.asarray(batch["valid"]) > 0
     for i in real[:VISUALIZED]:
       rows, cols = np.flatnonzero(valid[i].any(1)), np.flatnonzero(valid[i].any(0))
@@ -340,5 +341,6 @@ class FrameSynthesisTask(Task):
                 fit(target.astype(np.uint8))]
       names = (("frame 0", "frame 2") if self.mode == "interpolate" else ("frame 0", "frame 1"))
       captions += [names[0], names[1], f"flow (max {speed:.1f} px)", "mask (white: 1st)",
-                   f"output {psnr(frame):.1f} dB\n(avg {psnr(baseline):.1f} dB)", "truth"]
+                   f"output {psnr(frame):.1f} dB\n({baseline_name} {psnr(baseline):.1f} dB)",
+                   "truth"]
     return image_grid(np.stack(cells), captions, cols=6)
