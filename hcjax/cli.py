@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from hcjax import errors
 from hcjax.data import errors as data_errors
 
-DATASETS_CONVERT = ("celeba", "celeba_spoof", "ucf101", "voc")
+DATASETS_CONVERT = ("celeba", "celeba_spoof", "deepfashion", "ucf101", "voc")
 DATASETS_SAMPLES = ("celeba", "celeba_spoof", "ucf101", "voc")
 
 # Errors that are the user's to fix: shown as one line, never as a traceback.
@@ -73,20 +73,28 @@ def _convert(argv: Sequence[str]) -> int:
                    "motion_masks_ucf101_interp/ beside them)")
   ucf.add_argument("--workers", type=int, default=1, help="processes decoding videos "
                    "(output identical for any number)")
+  fashion = parser.add_argument_group("deepfashion only (see data/deepfashion/README.md)")
+  fashion.add_argument("--benchmark", choices=("category", "inshop", "landmarks"),
+                       help="which DeepFashion benchmark --src holds (required)")
   spoof = parser.add_argument_group("celeba_spoof only (see data/celeba_spoof/README.md)")
   spoof.add_argument("--margin", type=float, help="context around the face box on each side, "
                      "as a fraction of its size (default 0.2; 0 = the authors' crop)")
   spoof.add_argument("--protocol", help="folder of <split>_label.json lists (default "
                      "metas/intra_test), e.g. metas/protocol1")
   spoof.add_argument("--skip-missing", action="store_true",
-                     help="leave out (and count) listed images or _BB.txt files that are missing")
+                     help="celeba_spoof and deepfashion: leave out (and count) listed images "
+                     "(or _BB.txt files) that are missing")
   spoof.add_argument("--depth", metavar="DIR", help="depth maps DIR/<image id>.png (default: "
                      "<name>_depth.png beside each image, when there)")
   spoof.add_argument("--reflection", metavar="DIR", help="reflection maps, as --depth")
   args = parser.parse_args(argv)
+  if args.dataset != "deepfashion" and args.benchmark is not None:
+    parser.error("--benchmark is only for deepfashion")
+  if args.dataset == "deepfashion" and args.benchmark is None:
+    parser.error("deepfashion needs --benchmark category, inshop or landmarks")
   spoof_options = {"--margin": args.margin, "--protocol": args.protocol,
-                   "--skip-missing": args.skip_missing or None, "--depth": args.depth,
-                   "--reflection": args.reflection}
+                   "--skip-missing": (args.skip_missing and args.dataset != "deepfashion") or None,
+                   "--depth": args.depth, "--reflection": args.reflection}
   if args.dataset != "celeba_spoof":
     given = [k for k, v in spoof_options.items() if v is not None]
     if given:
@@ -124,6 +132,12 @@ def _convert(argv: Sequence[str]) -> int:
           progress=not args.quiet)
     except ucf101.OptionError as e:
       parser.error(str(e))
+  elif args.dataset == "deepfashion":
+    from hcjax.data.converters import deepfashion  # pylint: disable=g-import-not-at-top
+    if args.shards < 1:
+      parser.error("--shards must be >= 1")
+    info = deepfashion.convert(args.src, args.out, benchmark=args.benchmark, shards=args.shards,
+                               skip_missing=args.skip_missing, progress=not args.quiet)
   elif args.dataset == "celeba_spoof":
     from hcjax.data.converters import celeba_spoof  # pylint: disable=g-import-not-at-top
     if args.shards < 1 or (args.margin is not None and args.margin < 0):
@@ -142,7 +156,8 @@ def _convert(argv: Sequence[str]) -> int:
 
 def summarize(info: dict, out: str) -> str:
   """A short human-readable account of a converted dataset."""
-  lines = [f"{info['dataset']} -> {out}"]
+  lines = [f"{info['dataset']}" + (f" ({info['benchmark']})" if "benchmark" in info else "")
+           + f" -> {out}"]
   for split, split_info in info["splits"].items():
     lines.append(f"  {split:<10} {split_info['num_examples']:>7} examples "
                  f"in {len(split_info['files'])} file(s)")
@@ -179,6 +194,12 @@ def _samples(argv: Sequence[str]) -> int:
     return 0
   if args.dataset == "voc":
     from hcjax.data.samples import voc as samples  # pylint: disable=g-import-not-at-top
+  elif args.dataset == "deepfashion":
+    from hcjax.data.converters import deepfashion  # pylint: disable=g-import-not-at-top
+    if args.shards < 1:
+      parser.error("--shards must be >= 1")
+    info = deepfashion.convert(args.src, args.out, benchmark=args.benchmark, shards=args.shards,
+                               skip_missing=args.skip_missing, progress=not args.quiet)
   elif args.dataset == "celeba_spoof":
     from hcjax.data.samples import celeba_spoof as samples  # pylint: disable=g-import-not-at-top
   else:
