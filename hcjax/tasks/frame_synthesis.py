@@ -12,7 +12,7 @@ random rotation, 0 = off), eval_size ((height, width) of the eval canvas: frames
 top-left, edge-padded; only their own pixels are scored).
 config.model: name ("voxel_flow" | "multiscale_voxel_flow"), variant ("tf": the released net
 without skips | "unet"), width (first-stage channels; 64 in the paper), mode ("interpolate" |
-"extrapolate"), dtype.
+"extrapolate"), bn_momentum (of the running statistics used in evaluation), dtype.
 config.loss: tv_flow, tv_mask (λ1, λ2 of L1 + λ1·TV(flow) + λ2·TV(mask)); scale_weights (one per
 scale of the multi-scale model, coarse to fine: each scale's frame is compared with the target
 at its size).
@@ -90,6 +90,8 @@ class FrameSynthesisTask(Task):
         raise TaskConfigError(f"config.model.{key} must be one of {allowed}, got {m[key]!r}")
     if int(m.get("width", 64)) < 1:
       raise TaskConfigError(f"config.model.width must be >= 1, got {m.width!r}")
+    if not 0.0 <= float(m.get("bn_momentum", dvf.BN_MOMENTUM)) < 1.0:
+      raise TaskConfigError(f"config.model.bn_momentum must be in [0, 1), got {m.bn_momentum!r}")
     self.mode = m.get("mode", "interpolate")
     self.multiple = SIZE_MULTIPLE[m.name]
 
@@ -216,8 +218,10 @@ class FrameSynthesisTask(Task):
 
   def build_model(self):
     m = self.config.model
-    return getattr(dvf, MODELS[m.name])(variant=m.get("variant", "unet"), width=int(m.get("width", 64)),
-                     mode=self.mode, dtype=jnp.dtype(m.get("dtype", "float32")))
+    return getattr(dvf, MODELS[m.name])(
+        variant=m.get("variant", "unet"), width=int(m.get("width", 64)), mode=self.mode,
+        bn_momentum=float(m.get("bn_momentum", dvf.BN_MOMENTUM)),
+        dtype=jnp.dtype(m.get("dtype", "float32")))
 
   def input_spec(self) -> jax.ShapeDtypeStruct:
     return jax.ShapeDtypeStruct(self.eval_size + (6,), jnp.uint8)
