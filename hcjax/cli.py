@@ -1,4 +1,4 @@
-"""The `hcjax` command: train | eval | export | convert | samples | segment | interpolate | slowmo.
+"""The `hcjax` command: train | eval | export | convert | samples and the tools of each task.
 
 Data commands take argparse options; the training commands take absl flags with
 ml_collections config overrides (`--config configs/x.py:variant --config.key=value`).
@@ -304,6 +304,11 @@ def _segment(argv: Sequence[str]) -> int:
   return segment.main(argv)
 
 
+def _spoof(argv: Sequence[str]) -> int:
+  from hcjax import spoof  # pylint: disable=g-import-not-at-top
+  return spoof.main(argv)
+
+
 def _interpolate(argv: Sequence[str]) -> int:
   from hcjax import interpolate  # pylint: disable=g-import-not-at-top
   return interpolate.interpolate_main(argv)
@@ -321,6 +326,7 @@ COMMANDS: dict[str, tuple[Callable[[Sequence[str]], int], str]] = {
     "convert": (_convert, "original dataset files -> sharded TFRecords"),
     "samples": (_samples, "write an embedded sample set in the original format"),
     "segment": (_segment, "label maps from a segmentation workdir: --workdir W a.jpg -o out.png"),
+    "spoof": (_spoof, "spoof probability of faces: --workdir W face.jpg [--bbox x,y,w,h]"),
     "interpolate": (_interpolate, "the frame between two: --workdir W a.png b.png -o mid.png"),
     "slowmo": (_slowmo, "slow motion: --workdir W in.mp4 --factor 4 -o out.mp4 (or .gif)"),
 }

@@ -361,7 +361,7 @@ def export_state(task, model, state, out_dir: str, platforms=("cpu",)) -> str:
 
 
 SUMMARY_KEYS = ("mean_accuracy", "majority_baseline", "miou", "miou_unary", "pixel_accuracy", "psnr",
-                "baseline_psnr", "ssim", "baseline_ssim")
+                "baseline_psnr", "ssim", "baseline_ssim", "auc", "acer", "eer", "accuracy")
 
 
 def summarize_metrics(metrics: Mapping[str, Any], keys=SUMMARY_KEYS) -> str:

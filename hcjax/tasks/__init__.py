@@ -8,6 +8,7 @@ from hcjax.tasks.base import Task, TaskConfigError
 
 # name -> "module:Class", imported only when asked for.
 REGISTRY = {
+    "anti_spoofing": "hcjax.tasks.anti_spoofing:AntiSpoofingTask",
     "face_attributes": "hcjax.tasks.face_attributes:FaceAttributesTask",
     "frame_synthesis": "hcjax.tasks.frame_synthesis:FrameSynthesisTask",
     "segmentation": "hcjax.tasks.segmentation:SegmentationTask",
