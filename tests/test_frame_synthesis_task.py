@@ -126,17 +126,22 @@ def test_loss_is_l1_plus_weighted_total_variations():
   np.testing.assert_allclose(aux["l1"], l1, rtol=1e-5)
 
 
-def test_multiscale_loss_compares_each_scale_with_the_block_mean_target():
+def test_multiscale_loss_adds_each_scale_against_the_block_mean_target():
   task = _task("test,multiscale", **{"loss.scale_weights": (0.25, 0.5, 1.0)})
   outputs = _outputs(h=32, w=32, scales=3)
   target = np.random.default_rng(1).integers(0, 256, (2, 32, 32, 3)).astype(np.uint8)
-  _, aux = task.loss(outputs, {"target": jnp.asarray(target)})
+  outputs["frame"] = outputs["frame"] * 0.5  # the fused frame differs from the finest scale's
+  loss, aux = task.loss(outputs, {"target": jnp.asarray(target)})
   t = target / 127.5 - 1.0
   want = 0.0
   for weight, scale, f in zip((0.25, 0.5, 1.0), outputs["scales"], (4, 2, 1)):
     small = t.reshape(2, 32 // f, f, 32 // f, f, 3).mean(axis=(2, 4))
     want += weight * np.abs(np.asarray(scale["frame"]) - small).mean()
-  np.testing.assert_allclose(aux["l1"], want, rtol=1e-5)
+  np.testing.assert_allclose(aux["l1_scales"], want, rtol=1e-5)
+  fused = np.abs(np.asarray(outputs["frame"]) - t).mean()
+  np.testing.assert_allclose(aux["l1"], fused, rtol=1e-5)
+  np.testing.assert_allclose(loss, fused + want + 0.01 * aux["tv_flow"] + 0.005 * aux["tv_mask"],
+                             rtol=1e-5)
 
 
 def test_eval_statistics_follow_dvfs_evaluation():
@@ -219,3 +224,23 @@ def test_config_errors():
     _task(**{"model.mode": "backwards"})
   with pytest.raises(TaskConfigError, match="scale_weights"):
     _task("test,multiscale", **{"loss.scale_weights": (1.0,)})
+
+
+def test_the_loss_trains_every_parameter_of_the_multiscale_model():
+  """Every layer, the fusion included, gets a gradient from the task's loss."""
+  import jax  # pylint: disable=g-import-not-at-top
+  task = _task("test,multiscale")
+  model = task.build_model()
+  rng = np.random.default_rng(0)
+  batch = {"image": jnp.asarray(rng.integers(0, 256, (2, 32, 32, 6)), jnp.uint8),
+           "target": jnp.asarray(rng.integers(0, 256, (2, 32, 32, 3)), jnp.uint8)}
+  variables = model.init(jax.random.PRNGKey(0), task.model_inputs(batch), train=False)
+
+  def loss_fn(params):
+    outputs, _ = model.apply({**variables, "params": params}, task.model_inputs(batch),
+                             train=True, mutable=["batch_stats"])
+    return task.loss(outputs, batch)[0]
+
+  grads = jax.grad(loss_fn)(variables["params"])
+  for path, g in jax.tree_util.tree_leaves_with_path(grads):
+    assert float(jnp.abs(g).max()) > 0, jax.tree_util.keystr(path)

@@ -13,9 +13,9 @@ top-left, edge-padded; only their own pixels are scored).
 config.model: name ("voxel_flow" | "multiscale_voxel_flow"), variant ("tf": the released net
 without skips | "unet"), width (first-stage channels; 64 in the paper), mode ("interpolate" |
 "extrapolate"), bn_momentum (of the running statistics used in evaluation), dtype.
-config.loss: tv_flow, tv_mask (λ1, λ2 of L1 + λ1·TV(flow) + λ2·TV(mask)); scale_weights (one per
-scale of the multi-scale model, coarse to fine: each scale's frame is compared with the target
-at its size).
+config.loss: tv_flow, tv_mask (λ1, λ2 of L1 + λ1·TV(flow) + λ2·TV(mask)); scale_weights (the
+multi-scale model: one per scale, coarse to fine, of the extra L1 terms that compare each
+scale's own frame, before the fusion, with the target at that size).
 
 The model sees both input frames as one [B, H, W, 6] image in [-1, 1]; it returns the frame it
 synthesised with its flow and mask. Eval metrics, summed over the split: psnr and ssim over whole
@@ -237,21 +237,25 @@ class FrameSynthesisTask(Task):
 
   def loss(self, outputs, batch):
     target = self._target(batch)
-    l1_terms = []
-    for weight, scale in zip(self.scale_weights, outputs["scales"]):
-      frame = scale["frame"].astype(jnp.float32)
-      resized = target
-      if frame.shape != target.shape:  # block means, as the model's own inputs at that scale
-        resized = dvf.area_downsample(target, target.shape[1] // frame.shape[1])
-      l1_terms.append(weight * jnp.abs(frame - resized).mean())
-    l1 = sum(l1_terms)
-    tv_flow = regularizers.total_variation(outputs["flow"].astype(jnp.float32))
-    tv_mask = regularizers.total_variation(outputs["mask"].astype(jnp.float32))
-    loss = l1 + self.tv_flow * tv_flow + self.tv_mask * tv_mask
     frame = outputs["frame"].astype(jnp.float32)
+    l1 = jnp.abs(frame - target).mean()
+    loss, aux = l1, {"l1": l1}
+    if self.config.model.name == "multiscale_voxel_flow":
+      # Each scale's own frame (before the fusion) against the target at that scale: the
+      # coarse-to-fine supervision; the fused frame above is the one that is evaluated.
+      terms = []
+      for weight, scale in zip(self.scale_weights, outputs["scales"]):
+        small = scale["frame"].astype(jnp.float32)
+        factor = target.shape[1] // small.shape[1]  # block means, as the model's own inputs
+        resized = target if factor == 1 else dvf.area_downsample(target, factor)
+        terms.append(weight * jnp.abs(small - resized).mean())
+      aux["l1_scales"] = sum(terms)
+      loss = loss + aux["l1_scales"]
+    aux["tv_flow"] = regularizers.total_variation(outputs["flow"].astype(jnp.float32))
+    aux["tv_mask"] = regularizers.total_variation(outputs["mask"].astype(jnp.float32))
+    loss = loss + self.tv_flow * aux["tv_flow"] + self.tv_mask * aux["tv_mask"]
     mse = jnp.mean(jnp.square((frame - target) * 127.5), axis=(1, 2, 3))
-    aux = {"l1": l1, "tv_flow": tv_flow, "tv_mask": tv_mask,
-           "psnr": jnp.mean(20 * jnp.log10(255.0) - 10 * jnp.log10(jnp.maximum(mse, 1e-10)))}
+    aux["psnr"] = jnp.mean(20 * jnp.log10(255.0) - 10 * jnp.log10(jnp.maximum(mse, 1e-10)))
     return loss, aux
 
   def _baseline(self, batch) -> jax.Array:
