@@ -62,9 +62,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.model.variant = "unet"
   c.model.width = 16                 # 64 in the paper
   c.model.mode = "interpolate"
-  # Running statistics for evaluation: the TF release's 0.9997 needs tens of thousands of steps
-  # to forget the initial ones; the short sample runs use 0.99.
-  c.model.bn_momentum = 0.99
+  c.model.bn_momentum = 0.9997        # of BN's running statistics, as the TF release
   c.model.dtype = "float32"
 
   c.loss = ml_collections.ConfigDict()
@@ -108,7 +106,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.input.eval_size = (256, 256)   # DVF's test triplets are 256x256
     c.input.max_rotation = 10.0
     c.model.width = 64
-    c.model.bn_momentum = 0.9997
     c.batch_size = 32
     c.eval_batch_size = 32
     c.total_steps = 200_000
