@@ -18,7 +18,7 @@ from hcjax import errors
 from hcjax.data import errors as data_errors
 
 DATASETS_CONVERT = ("celeba", "celeba_spoof", "deepfashion", "ucf101", "voc")
-DATASETS_SAMPLES = ("celeba", "celeba_spoof", "ucf101", "voc")
+DATASETS_SAMPLES = ("celeba", "celeba_spoof", "deepfashion", "ucf101", "voc")
 
 # Errors that are the user's to fix: shown as one line, never as a traceback.
 USER_ERRORS: tuple[type[BaseException], ...] = (
@@ -181,8 +181,8 @@ def _samples(argv: Sequence[str]) -> int:
   parser.add_argument("dataset", choices=DATASETS_SAMPLES)
   parser.add_argument("--out", required=True)
   parser.add_argument("--num-images", type=int, default=None,
-                      help="images to write (celeba 3000, celeba_spoof 1600, voc 400 when not "
-                      "given); for ucf101 the number of videos (60)")
+                      help="images to write (celeba 3000, celeba_spoof 1600, deepfashion 2000, "
+                      "voc 400 when not given); for ucf101 the number of videos (60)")
   parser.add_argument("--seed", type=int, default=0)
   args = parser.parse_args(argv)
   if args.dataset == "ucf101":
@@ -194,18 +194,14 @@ def _samples(argv: Sequence[str]) -> int:
     return 0
   if args.dataset == "voc":
     from hcjax.data.samples import voc as samples  # pylint: disable=g-import-not-at-top
-  elif args.dataset == "deepfashion":
-    from hcjax.data.converters import deepfashion  # pylint: disable=g-import-not-at-top
-    if args.shards < 1:
-      parser.error("--shards must be >= 1")
-    info = deepfashion.convert(args.src, args.out, benchmark=args.benchmark, shards=args.shards,
-                               skip_missing=args.skip_missing, progress=not args.quiet)
   elif args.dataset == "celeba_spoof":
     from hcjax.data.samples import celeba_spoof as samples  # pylint: disable=g-import-not-at-top
+  elif args.dataset == "deepfashion":
+    from hcjax.data.samples import deepfashion as samples  # pylint: disable=g-import-not-at-top
   else:
     from hcjax.data.samples import celeba as samples  # pylint: disable=g-import-not-at-top
   num_images = args.num_images if args.num_images is not None else (
-      {"celeba": 3000, "celeba_spoof": 1600, "voc": 400}[args.dataset])
+      {"celeba": 3000, "celeba_spoof": 1600, "deepfashion": 2000, "voc": 400}[args.dataset])
   summary = samples.write_sample_set(args.out, num_images=num_images, seed=args.seed,
                                      progress=sys.stderr.isatty())
   print(f"{args.dataset} sample set -> {args.out}: {summary}")
