@@ -33,8 +33,8 @@ Per example (tf.train.Example; fields every benchmark writes unless noted):
   category_type        int64[1] the image's clothes type (its landmark row): 1 upper, 2 lower,
                        3 full
   variation_type       int64[1] 1 normal / 2 medium / 3 large pose, 4 medium / 5 large zoom-in
-  attributes           category only: bytes, int8[A] (A listed; 1000 in DeepFashion): 1 / -1 / 0 unknown,
-                       exactly the list_attr_img values (np.frombuffer(b, np.int8))
+  attributes           category only: bytes, int8[A] (A listed; 1000 in DeepFashion):
+                       1 / -1 / 0 unknown, exactly the list_attr_img values (np.frombuffer(b, np.int8))
   bbox                 float32[4] x1 y1 x2 y2 in image pixels
   landmarks            float32[16] (x, y) of the 8 canonical slots
   landmark_visibility  int64[8] 0 visible, 1 occluded, 2 truncated or absent
