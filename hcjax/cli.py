@@ -305,6 +305,16 @@ def _spoof(argv: Sequence[str]) -> int:
   return spoof.main(argv)
 
 
+def _fashion(argv: Sequence[str]) -> int:
+  from hcjax import fashion  # pylint: disable=g-import-not-at-top
+  return fashion.fashion_main(argv)
+
+
+def _retrieve(argv: Sequence[str]) -> int:
+  from hcjax import fashion  # pylint: disable=g-import-not-at-top
+  return fashion.retrieve_main(argv)
+
+
 def _interpolate(argv: Sequence[str]) -> int:
   from hcjax import interpolate  # pylint: disable=g-import-not-at-top
   return interpolate.interpolate_main(argv)
@@ -323,6 +333,8 @@ COMMANDS: dict[str, tuple[Callable[[Sequence[str]], int], str]] = {
     "samples": (_samples, "write an embedded sample set in the original format"),
     "segment": (_segment, "label maps from a segmentation workdir: --workdir W a.jpg -o out.png"),
     "spoof": (_spoof, "spoof probability of faces: --workdir W face.jpg [--bbox x,y,w,h]"),
+    "fashion": (_fashion, "category, attributes and landmarks: --workdir W garment.jpg -o out.png"),
+    "retrieve": (_retrieve, "in-shop retrieval: --workdir W --gallery DIR query.jpg -o strip.png"),
     "interpolate": (_interpolate, "the frame between two: --workdir W a.png b.png -o mid.png"),
     "slowmo": (_slowmo, "slow motion: --workdir W in.mp4 --factor 4 -o out.mp4 (or .gif)"),
 }

@@ -361,7 +361,8 @@ def export_state(task, model, state, out_dir: str, platforms=("cpu",)) -> str:
 
 
 SUMMARY_KEYS = ("mean_accuracy", "majority_baseline", "miou", "miou_unary", "pixel_accuracy", "psnr",
-                "baseline_psnr", "ssim", "baseline_ssim", "auc", "acer", "eer", "accuracy")
+                "baseline_psnr", "ssim", "baseline_ssim", "auc", "acer", "eer", "accuracy",
+                "category_top3_accuracy", "landmark_normalized_error")
 
 
 def summarize_metrics(metrics: Mapping[str, Any], keys=SUMMARY_KEYS) -> str:

@@ -10,6 +10,7 @@ from hcjax.tasks.base import Task, TaskConfigError
 REGISTRY = {
     "anti_spoofing": "hcjax.tasks.anti_spoofing:AntiSpoofingTask",
     "face_attributes": "hcjax.tasks.face_attributes:FaceAttributesTask",
+    "fashion": "hcjax.tasks.fashion:FashionTask",
     "frame_synthesis": "hcjax.tasks.frame_synthesis:FrameSynthesisTask",
     "segmentation": "hcjax.tasks.segmentation:SegmentationTask",
 }

@@ -1,0 +1,70 @@
+"""FashionNet: output shapes for both trunks, landmark pooling reads the predicted locations."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from hcjax.models.fashionnet import FashionNet, landmark_pool, window_offsets
+
+
+@pytest.mark.parametrize("trunk,size", [
+    ("vgg16", 64), pytest.param("resnet50", 64, marks=pytest.mark.slow)])  # ResNet-50 compiles slowly
+def test_shapes_for_both_trunks(trunk, size):
+  model = FashionNet(num_categories=5, num_attributes=7, trunk=trunk, width=4, fc_width=16,
+                     embedding_dim=6, num_items=3)
+  x = jnp.asarray(np.random.default_rng(0).uniform(0, 255, (2, size, size, 3)), jnp.float32)
+  variables = model.init({"params": jax.random.PRNGKey(0), "dropout": jax.random.PRNGKey(1)},
+                         x, train=False)
+  out = model.apply(variables, x, train=True, rngs={"dropout": jax.random.PRNGKey(2)},
+                    mutable=["batch_stats"])[0]
+  assert out["category"].shape == (2, 5) and out["attributes"].shape == (2, 7)
+  assert out["landmarks"].shape == (2, 8, 2) and out["visibility"].shape == (2, 8, 3)
+  assert out["embedding"].shape == (2, 6) and out["item_logits"].shape == (2, 3)
+  lm = np.asarray(out["landmarks"])
+  assert ((lm > 0) & (lm < 1)).all()
+  np.testing.assert_allclose(np.linalg.norm(np.asarray(out["embedding"]), axis=-1), 1, rtol=1e-5)
+  no_items = FashionNet(num_categories=5, num_attributes=7, trunk=trunk, width=4, fc_width=16,
+                        embedding_dim=6)
+  v2 = no_items.init(jax.random.PRNGKey(0), x, train=False)
+  assert "item_logits" not in no_items.apply(v2, x, train=False)
+
+
+def test_landmark_pool_reads_around_the_landmark():
+  """A map with one peak: a landmark on it (or within the window) reads the peak; far away, 0."""
+  h, w, c = 8, 10, 2
+  fmap = np.zeros((1, h, w, c), np.float32)
+  fmap[0, 3, 6, 0] = 5.0          # feature pixel (row 3, col 6): normalised centre (6.5/10, 3.5/8)
+  fmap[0, 1, 1, 1] = 2.0
+  centre = np.array([6.5 / w, 3.5 / h])
+  lms = np.array([[centre,                           # on the peak
+                   centre + [0.1, 0.0],              # one map pixel right; window 0.2 reaches it
+                   [0.05, 0.9],                      # far away
+                   [1.5 / w, 1.5 / h]]], np.float32)  # on the channel-1 peak
+  out = np.asarray(landmark_pool(jnp.asarray(fmap), jnp.asarray(lms), pool_window=0.2))
+  assert out.shape == (1, 4, 2)
+  np.testing.assert_allclose(out[0, 0], [5.0, 0.0], atol=1e-5)
+  np.testing.assert_allclose(out[0, 1], [5.0, 0.0], atol=1e-5)
+  np.testing.assert_allclose(out[0, 2], [0.0, 0.0], atol=1e-6)
+  np.testing.assert_allclose(out[0, 3], [0.0, 2.0], atol=1e-5)
+  # A tiny window off-centre by half a pixel reads the bilinear half of the peak.
+  half = np.asarray(landmark_pool(jnp.asarray(fmap), jnp.asarray(lms[:, :1] + [0.05, 0]),
+                                  pool_window=0.0, pool_grid=1))
+  np.testing.assert_allclose(half[0, 0, 0], 2.5, atol=1e-5)
+  assert window_offsets(0.2, 3).shape == (9, 2)
+
+
+def test_pooling_follows_the_predicted_landmarks_without_gradient():
+  """The local branch reads at the predicted landmarks; no gradient flows back into them."""
+  model = FashionNet(num_categories=3, num_attributes=4, width=4, fc_width=8, embedding_dim=4)
+  x = jnp.ones((1, 64, 64, 3)) * 100
+  variables = model.init(jax.random.PRNGKey(0), x, train=False)
+
+  def category_loss(params):
+    return model.apply({"params": params}, x, train=False)["category"].sum()
+
+  grads = jax.grad(category_loss)(variables["params"])
+  assert float(jnp.abs(grads["landmark_xy"]["kernel"]).sum()) == 0.0
+  assert float(jnp.abs(grads["local_fc"]["kernel"]).sum()) > 0.0
