@@ -9,6 +9,15 @@ Sections (run all, or pick with --sections):
             warm, torch with torch.set_num_threads(os.cpu_count()). Median (and best) of
             --repeats runs after warm-up, taken round-robin; peak memory as the resident-set
             growth of a fresh child process (median of 3).
+  train_step  one Adam train step of hcjax.models.dvf.VoxelFlowNet(variant="unet", width=--width,
+            mode="interpolate"), a standalone jitted step (model.apply with mutable batch_stats,
+            L1 + 0.01·TV(flow) + 0.005·TV(mask), value_and_grad, optax.adam, inputs donated), vs
+            the same U-Net written here in torch eager (same layers, BN, bilinear x2 upsampling
+            with align_corners=False, grid_sample synthesis, torch.optim.Adam), initialised
+            from hcjax's weights so the first losses can be compared; NCHW and channels_last
+            both timed (--torch-layout), the faster is the reference. Equal parameter counts
+            asserted; FLOPs per step from XLA's cost analysis of the compiled step. Median (and
+            best) of --steps steps after --warmup, round-robin.
 Prints the machine and a markdown table per section for BENCHMARKS.md; the ratio is
 hcjax / torch (lower is better for times and memory). Run: python benchmarks/voxel_flow.py
 A section is a function bench_<name>(args) -> list[Row] registered in SECTIONS.
@@ -223,12 +232,203 @@ def bench_sampling(args) -> list[Row]:
   return rows
 
 
+# --- train step ----------------------------------------------------------------------------------
+
+TV_FLOW, TV_MASK, LEARNING_RATE = 0.01, 0.005, 1e-4
+
+
+def train_problem(batch: int, size: int, seed: int = 1):
+  """(frames [B, S, S, 6], target [B, S, S, 3]) in [-1, 1], float32, NHWC."""
+  rng = np.random.default_rng(seed)
+  frames = rng.uniform(-1.0, 1.0, (batch, size, size, 6)).astype(np.float32)
+  target = rng.uniform(-1.0, 1.0, (batch, size, size, 3)).astype(np.float32)
+  return frames, target
+
+
+def conv_flops(size: int, width: int) -> float:
+  """Forward multiply-adds x 2 of the U-Net's convolutions for one example (analytic check)."""
+  w = width
+  layers = ((size, 5, 6, w), (size // 2, 5, w, 2 * w), (size // 4, 3, 2 * w, 4 * w),
+            (size // 8, 3, 4 * w, 4 * w), (size // 4, 3, 8 * w, 4 * w),
+            (size // 2, 5, 6 * w, 2 * w), (size, 5, 3 * w, w), (size, 5, w, 3))
+  return sum(2.0 * s * s * k * k * cin * cout for s, k, cin, cout in layers)
+
+
+def hcjax_train_step(frames, target, width: int):
+  """(step() -> loss, variables at init, compiled step's XLA cost analysis)."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  import optax  # pylint: disable=g-import-not-at-top
+  from hcjax.models import dvf  # pylint: disable=g-import-not-at-top
+  from hcjax.ops import regularizers  # pylint: disable=g-import-not-at-top
+  model = dvf.VoxelFlowNet(variant="unet", width=width, mode="interpolate")
+  frames, target = jax.device_put(frames), jax.device_put(target)
+  variables = model.init(jax.random.PRNGKey(0), frames, train=False)
+  tx = optax.adam(LEARNING_RATE)
+
+  def loss_fn(params, batch_stats):
+    out, updates = model.apply({"params": params, "batch_stats": batch_stats}, frames,
+                               train=True, mutable=["batch_stats"])
+    loss = (jnp.abs(out["frame"] - target).mean()
+            + TV_FLOW * regularizers.total_variation(out["flow"])
+            + TV_MASK * regularizers.total_variation(out["mask"]))
+    return loss, updates["batch_stats"]
+
+  @functools.partial(jax.jit, donate_argnums=(0, 1, 2))
+  def step(params, batch_stats, opt_state):
+    (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, batch_stats)
+    updates, opt_state = tx.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), batch_stats, opt_state, loss
+
+  copy = lambda tree: jax.tree.map(jnp.array, tree)   # the step donates its inputs
+  state = [copy(variables["params"]), copy(variables["batch_stats"])]
+  state.append(tx.init(state[0]))
+  cost = step.lower(*state).compile().cost_analysis()
+  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+
+  def run():
+    *state[:], loss = step(*state)
+    return float(jax.block_until_ready(loss))
+
+  return run, jax.device_get(variables), cost
+
+
+def torch_dvf_unet(width: int):
+  """lxx1991/pytorch-voxel-flow's U-Net as hcjax.models.dvf builds it (variant="unet")."""
+  import torch  # pylint: disable=g-import-not-at-top
+  from torch import nn  # pylint: disable=g-import-not-at-top
+  import torch.nn.functional as F  # pylint: disable=g-import-not-at-top
+
+  class ConvBN(nn.Module):
+    def __init__(self, cin, cout, kernel):
+      super().__init__()
+      self.conv = nn.Conv2d(cin, cout, kernel, padding=kernel // 2, bias=False)
+      self.bn = nn.BatchNorm2d(cout, eps=1e-3, momentum=1.0 - 0.9997)
+
+    def forward(self, x):
+      return F.relu(self.bn(self.conv(x)))
+
+  class UNet(nn.Module):
+    def __init__(self, w):
+      super().__init__()
+      self.conv1, self.conv2, self.conv3 = ConvBN(6, w, 5), ConvBN(w, 2 * w, 5), \
+          ConvBN(2 * w, 4 * w, 3)
+      self.bottleneck = ConvBN(4 * w, 4 * w, 3)
+      self.deconv1, self.deconv2, self.deconv3 = ConvBN(8 * w, 4 * w, 3), \
+          ConvBN(6 * w, 2 * w, 5), ConvBN(3 * w, w, 5)
+      self.output = nn.Conv2d(w, 3, 5, padding=2)
+
+    def forward(self, frames):                      # [B, 6, H, W] -> frame, flow, mask
+      up = lambda x: F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
+      conv1 = self.conv1(frames)
+      conv2 = self.conv2(F.max_pool2d(conv1, 2))
+      conv3 = self.conv3(F.max_pool2d(conv2, 2))
+      x = self.bottleneck(F.max_pool2d(conv3, 2))
+      x = self.deconv1(torch.cat([up(x), conv3], 1))
+      x = self.deconv2(torch.cat([up(x), conv2], 1))
+      x = self.deconv3(torch.cat([up(x), conv1], 1))
+      out = torch.tanh(self.output(x))
+      flow, mask = 0.5 * out[:, :2], 0.5 * (1.0 + out[:, 2:])
+      b, _, h, w = frames.shape
+      ys, xs = torch.linspace(-1.0, 1.0, h), torch.linspace(-1.0, 1.0, w)
+      grid = torch.stack([xs[None, :].expand(h, w), ys[:, None].expand(h, w)], -1)[None]
+      offset = flow.permute(0, 2, 3, 1)            # normalised units, as hcjax's voxel flow
+      sample = lambda image, g: F.grid_sample(image, g, mode="bilinear", padding_mode="border",
+                                              align_corners=True)
+      frame = mask * sample(frames[:, :3], grid + offset) + \
+          (1.0 - mask) * sample(frames[:, 3:], grid - offset)
+      return frame, flow, mask
+
+  return UNet(width)
+
+
+def torch_train_step(frames, target, width: int, variables, channels_last: bool):
+  """step() -> loss for the torch U-Net initialised from hcjax's variables; and its size."""
+  import torch  # pylint: disable=g-import-not-at-top
+  torch.set_num_threads(os.cpu_count())
+  model = torch_dvf_unet(width)
+  params = variables["params"]
+  with torch.no_grad():
+    for name, module in model.named_children():
+      conv = module if name == "output" else module.conv
+      conv.weight.copy_(torch.from_numpy(np.array(params[name]["kernel"]).transpose(3, 2, 0, 1)))
+      if name == "output":
+        conv.bias.copy_(torch.from_numpy(np.array(params[name]["bias"])))
+      else:
+        module.bn.weight.copy_(torch.from_numpy(np.array(params[f"{name}_bn"]["scale"])))
+        module.bn.bias.copy_(torch.from_numpy(np.array(params[f"{name}_bn"]["bias"])))
+  fmt = torch.channels_last if channels_last else torch.contiguous_format
+  model = model.to(memory_format=fmt).train()
+  x = torch.from_numpy(frames).permute(0, 3, 1, 2).contiguous(memory_format=fmt)
+  y = torch.from_numpy(target).permute(0, 3, 1, 2).contiguous(memory_format=fmt)
+  opt = torch.optim.Adam(model.parameters(), lr=LEARNING_RATE)
+  tv = lambda v: ((v[..., :, 1:] - v[..., :, :-1]).abs().mean()
+                  + (v[..., 1:, :] - v[..., :-1, :]).abs().mean())
+
+  def run():
+    opt.zero_grad(set_to_none=True)
+    frame, flow, mask = model(x)
+    loss = (frame - y).abs().mean() + TV_FLOW * tv(flow) + TV_MASK * tv(mask)
+    loss.backward()
+    opt.step()
+    return loss.item()
+
+  return run, sum(p.numel() for p in model.parameters())
+
+
+def bench_train_step(args) -> list[Row]:
+  import jax  # pylint: disable=g-import-not-at-top
+  frames, target = train_problem(args.batch, args.size)
+  start = time.perf_counter()
+  ours, variables, cost = hcjax_train_step(frames, target, args.width)
+  n_ours = sum(np.size(p) for p in jax.tree.leaves(variables["params"]))
+  print(f"hcjax: lowered and compiled in {time.perf_counter() - start:.1f} s.")
+  layouts = {"NCHW": False, "channels_last": True}
+  if args.torch_layout != "both":
+    layouts = {args.torch_layout: layouts[args.torch_layout]}
+  theirs = {}
+  for layout, channels_last in layouts.items():
+    theirs[layout], n_theirs = torch_train_step(frames, target, args.width, variables,
+                                                channels_last)
+    print(f"Parameters: hcjax {n_ours:,}, torch ({layout}) {n_theirs:,}.")
+    assert n_ours == n_theirs, (n_ours, n_theirs)
+  # The same initial weights and batch: the first losses agree (later ones drift a little as
+  # Adam's first steps are about lr·sign(g)); these runs are also the first warm-up.
+  fns = {"hcjax": ours, **{f"torch {k}": v for k, v in theirs.items()}}
+  losses = {name: [fn() for _ in range(2)] for name, fn in fns.items()}
+  print("Losses of the first two steps: " + "; ".join(
+      f"{name} " + ", ".join(f"{v:.6f}" for v in values) for name, values in losses.items()))
+  flops = float(cost.get("flops", float("nan")))
+  analytic = 3 * args.batch * conv_flops(args.size, args.width)
+  print(f"XLA cost analysis of the jitted step: {flops / 1e9:.2f} GFLOP/step "
+        f"({flops / args.batch / 1e9:.2f} GFLOP/example), {cost.get('bytes accessed', 0) / 2**30:.1f} "
+        f"GiB accessed; analytic convolutions x 3 (forward + 2 backward): {analytic / 1e9:.2f} "
+        f"GFLOP/step.")
+  times = interleaved_times(fns, args.steps, warmup=max(args.warmup - 2, 0))
+  med = {name: statistics.median(t) for name, t in times.items()}
+  print(f"Train step over {args.steps} steps, median (best) ms: " + ", ".join(
+      f"{name} {1e3 * med[name]:.0f} ({1e3 * min(times[name]):.0f})" for name in fns) + ".")
+  reference = min((k for k in fns if k != "hcjax"), key=med.get)
+  print(f"Reference: {reference} (the faster torch layout).")
+  ref_t = med[reference]
+  return [Row("parameters", n_ours, n_theirs, fmt="{:,.0f}"),
+          Row("train step, median ms", 1e3 * med["hcjax"], 1e3 * ref_t, fmt="{:.0f}"),
+          Row("train step, best ms", 1e3 * min(times["hcjax"]), 1e3 * min(times[reference]),
+              fmt="{:.0f}"),
+          Row("throughput, examples/s (higher is better)", args.batch / med["hcjax"],
+              args.batch / ref_t),
+          Row("XLA FLOPs / median time, GFLOP/s (higher is better)", flops / med["hcjax"] / 1e9,
+              flops / ref_t / 1e9, fmt="{:.1f}")]
+
+
 # --- sections ------------------------------------------------------------------------------------
 
 SECTIONS = {
     # name: (bench function, table title (formatted with the arguments), reference's name)
     "sampling": (bench_sampling, "bilinear_sample vs torch grid_sample, B={batch}, "
                  "{size}x{size}x3 -> {size}x{size}", "torch"),
+    "train_step": (bench_train_step, "DVF U-Net train step (Adam) vs torch eager, B={batch}, "
+                   "{size}x{size}, width {width}", "torch"),
 }
 
 
@@ -239,6 +439,11 @@ def main() -> None:
   parser.add_argument("--batch", type=int, default=8)
   parser.add_argument("--size", type=int, default=256, help="image and output side, pixels")
   parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory rows")
+  parser.add_argument("--width", type=int, default=64, help="train_step: the U-Net's width")
+  parser.add_argument("--steps", type=int, default=10, help="train_step: timed steps")
+  parser.add_argument("--warmup", type=int, default=3, help="train_step: untimed steps")
+  parser.add_argument("--torch-layout", choices=("both", "NCHW", "channels_last"),
+                      default="both", help="train_step: torch memory format(s) to time")
   args = parser.parse_args()
   print(f"Machine: {machine()}")
   for name in args.sections:
