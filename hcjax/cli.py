@@ -344,7 +344,7 @@ def main(argv: Sequence[str]) -> int:
   if not argv or argv[0] in ("-h", "--help", "help"):
     print("usage: hcjax COMMAND [options]\n\ncommands:")
     for name, (_, text) in COMMANDS.items():
-      print(f"  {name:<10} {text}")
+      print(f"  {name:<12} {text}")
     print("\n`hcjax COMMAND --help` for a command's options.")
     return 0
   command = argv[0]
