@@ -66,14 +66,10 @@ class Interpolator:
     pair = np.pad(np.concatenate([frame0, frame1], -1), ((0, ph - h), (0, pw - w), (0, 0)),
                   mode="edge")
     frames, flow, mask = self._jit(self.variables, pair[None], times=times)
-    pixels = np.asarray(flow[0], np.float64) * [(pw - 1) / 2.0, (ph - 1) / 2.0]
-    return (np.asarray(frames[0, :, :h, :w]), pixels[:h, :w].astype(np.float32),
+    from hcjax.ops import sampling  # pylint: disable=g-import-not-at-top
+    pixels = np.asarray(sampling.flow_to_pixels(flow), np.float32)[0]
+    return (np.asarray(frames[0, :, :h, :w]), pixels[:h, :w],
             np.asarray(mask[0, :h, :w, 0]))
-
-
-def read_image(path: str) -> np.ndarray:
-  from hcjax.segment import read_image as read  # pylint: disable=g-import-not-at-top
-  return read(path)
 
 
 def _ensure_parent(path: str) -> None:
@@ -95,6 +91,7 @@ def interpolate_main(argv: Sequence[str]) -> int:
   args = parser.parse_args(argv)
   if not 0.0 < args.t < 1.0:
     raise ConfigError(f"--t must lie strictly between 0 and 1, got {args.t}")
+  from hcjax.segment import read_image  # pylint: disable=g-import-not-at-top
   frame0, frame1 = (read_image(p) for p in args.frames)
   interpolator = Interpolator(args.workdir, args.step)
   frames, flow, mask = interpolator(frame0, frame1, (args.t,))

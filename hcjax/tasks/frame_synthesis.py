@@ -39,7 +39,7 @@ from hcjax.data import ImageDecodeError, MissingDataError, transforms
 from hcjax.data.pipeline import INFO_FILE
 from hcjax.metrics import frames as frame_metrics
 from hcjax.models import dvf
-from hcjax.ops import regularizers
+from hcjax.ops import regularizers, sampling
 from hcjax.tasks.base import Task, TaskConfigError
 
 SPLITS = ("train", "test")
@@ -337,7 +337,8 @@ class FrameSynthesisTask(Task):
       image = np.asarray(batch["image"][i])
       target = np.asarray(batch["target"][i], np.float64)
       frame = np.asarray(predictions["frame"][i])
-      pixels = np.asarray(predictions["flow"][i], np.float64)[:h, :w] * [(w - 1) / 2, (h - 1) / 2]
+      # Normalised units are relative to the whole canvas, padding included; then crop.
+      pixels = np.asarray(sampling.flow_to_pixels(predictions["flow"][i][None]))[0, :h, :w]
       mask = np.asarray(predictions["mask"][i])[:h, :w, 0]
       baseline = np.asarray(self._baseline({"image": image[None]}))[0]
       psnr = lambda x, t=target, h=h, w=w: 10 * np.log10(255.0 ** 2 / max(
