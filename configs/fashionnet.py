@@ -73,6 +73,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.model.pool_window = 2.0 / 7.0   # mmfashion: 2/7 of the map around each landmark
   c.model.pool_grid = 3
   c.model.dropout_rate = 0.2
+  c.model.batch_norm = True         # VGG16-BN: the sample trunk trains from scratch
   c.model.dtype = "float32"
 
   c.loss = ml_collections.ConfigDict()
@@ -124,6 +125,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.model.num_categories = FULL_CATEGORIES
     c.model.num_attributes = FULL_ATTRIBUTES
     c.model.dropout_rate = 0.5
+    c.model.batch_norm = False       # the paper's VGG16 (it fine-tunes ImageNet weights)
     if benchmark == "inshop":
       c.model.num_items = FULL_ITEMS
       c.loss.item = 1.0              # mmfashion: ID softmax + triplet
@@ -147,6 +149,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.model.width = 2
     c.model.fc_width = 16
     c.model.embedding_dim = 8
+    c.model.batch_norm = False
     c.batch_size = 8                   # the test suite runs on 8 devices
     c.eval_batch_size = 8
     c.total_steps = 4

@@ -1,4 +1,5 @@
-"""`hcjax fashion` and `hcjax retrieve`: using a trained FashionNet workdir (configs/fashionnet.py).
+"""`hcjax fashion` and `hcjax retrieve`: using a trained FashionNet workdir (configs/fashionnet.py);
+`hcjax fashion` also serves the landmark cascade (configs/fld.py).
 
   hcjax fashion --workdir W image.jpg [more.jpg ...] [-o out.png | -o out_dir/] [--bbox x1 y1 x2 y2]
       prints the top-3 categories, the top attributes and the predicted landmarks of each image,
@@ -32,11 +33,11 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 THUMB = 128
 
 
-def load(workdir: str, step: int | None = None):
-  """(task, predict_fn) of a trained fashion workdir; predict_fn(uint8 [B, S, S, 3]) -> dict of
-  numpy arrays (task.predict)."""
+def load(workdir: str, step: int | None = None, tasks=("fashion",)):
+  """(task, predict_fn) of a trained workdir of one of `tasks`; predict_fn(uint8 [B, S, S, 3])
+  -> dict of numpy arrays (task.predict)."""
   from hcjax import train  # pylint: disable=g-import-not-at-top
-  config = train.inference_config(workdir, "fashion")
+  config = train.inference_config(workdir, tasks)
   if not os.path.isdir(os.path.join(workdir, "checkpoints")):
     raise ConfigError(f"no checkpoint in {os.path.join(workdir, 'checkpoints')}; train first")
   import jax  # pylint: disable=g-import-not-at-top
@@ -97,7 +98,8 @@ def _save(array: np.ndarray, path: str) -> None:
 def fashion_main(argv: Sequence[str]) -> int:
   parser = argparse.ArgumentParser(
       prog="hcjax fashion",
-      description="Category, attributes and landmarks of garment images (a FashionNet workdir).")
+      description="Category, attributes and landmarks of garment images (a FashionNet "
+                  "workdir), or the landmarks alone (a configs/fld.py cascade workdir).")
   parser.add_argument("images", nargs="+", help="JPEG or PNG files")
   parser.add_argument("--workdir", required=True, help="a training run's directory")
   parser.add_argument("-o", "--out", default=None,
@@ -111,9 +113,8 @@ def fashion_main(argv: Sequence[str]) -> int:
     if not os.path.isfile(path):
       raise MissingDataError(f"image not found: {path}")
   outputs = _outputs(args.images, args.out, "_landmarks.png")
-  task, predict = load(args.workdir, args.step)
+  task, predict = load(args.workdir, args.step, tasks=("fashion", "fashion_landmarks"))
   from hcjax.data.converters.deepfashion import LANDMARK_NAMES  # pylint: disable=g-import-not-at-top
-  cats, attrs = task.names()
   originals = [read_image(p) for p in args.images]
   prepared = [prepare(task, im, args.bbox) for im in originals]
   pred = _batched(predict, task, [x for x, _ in prepared])
@@ -121,6 +122,7 @@ def fashion_main(argv: Sequence[str]) -> int:
     image, matrix = originals[i], prepared[i][1]
     print(f"{src}:")
     if "category" in pred:
+      cats, attrs = task.names()
       p = pred["category"][i]
       top = np.argsort(-p, kind="stable")[:3]
       print("  category:   " + ", ".join(f"{cats[c]} {p[c]:.2f}" for c in top))

@@ -309,18 +309,20 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
 
 # --- using a trained workdir ----------------------------------------------------------------------
 
-def inference_config(workdir: str, task: str):
+def inference_config(workdir: str, task: str | tuple[str, ...]):
   """The run's own config (WORKDIR/config.json), set up for inference on the devices at hand.
 
-  `task` is the task the calling tool serves; a run of another task is a ConfigError.
+  `task` is the task (or tasks) the calling tool serves; a run of another task is a ConfigError.
   """
   path = os.path.join(workdir, "config.json")
   if not os.path.exists(path):
     raise ConfigError(f"no {path}: --workdir must be the directory of a training run")
   with open(path) as f:
     config = ml_collections.ConfigDict(json.load(f))
-  if config.get("task") != task:
-    raise ConfigError(f"{workdir} was trained for task {config.get('task')!r}, not {task}")
+  served = (task,) if isinstance(task, str) else tuple(task)
+  if config.get("task") not in served:
+    raise ConfigError(f"{workdir} was trained for task {config.get('task')!r}, not "
+                      f"{' or '.join(served)}")
   # Parameters replicated, batch sizes that fit whatever devices are here.
   config.mesh = (("data", -1), ("fsdp", 1))
   config.batch_size = config.eval_batch_size = jax.device_count()

@@ -68,3 +68,24 @@ def test_pooling_follows_the_predicted_landmarks_without_gradient():
   grads = jax.grad(category_loss)(variables["params"])
   assert float(jnp.abs(grads["landmark_xy"]["kernel"]).sum()) == 0.0
   assert float(jnp.abs(grads["local_fc"]["kernel"]).sum()) > 0.0
+
+
+def test_vgg16_batch_norm_trunk_keeps_running_statistics():
+  """batch_norm=True: every conv gets a BatchNorm; training updates the running statistics, and
+  evaluation uses them, so an example's outputs do not depend on the rest of its batch."""
+  model = FashionNet(num_categories=3, num_attributes=4, width=2, fc_width=8, embedding_dim=4,
+                     batch_norm=True)
+  rng = np.random.default_rng(1)
+  x = jnp.asarray(rng.uniform(0, 255, (4, 32, 32, 3)), jnp.float32)
+  variables = model.init(jax.random.PRNGKey(0), x, train=False)
+  stats = variables["batch_stats"]["vgg"]
+  assert len(stats) == 13 and {"mean", "var"} == set(stats["bn1_1"])
+  _, updates = model.apply(variables, x, train=True, rngs={"dropout": jax.random.PRNGKey(1)},
+                           mutable=["batch_stats"])
+  moved = updates["batch_stats"]["vgg"]["bn1_1"]["mean"]
+  assert float(jnp.abs(moved - stats["bn1_1"]["mean"]).max()) > 1e-3
+  alone = model.apply(variables, x[:1], train=False)["category"]
+  together = model.apply(variables, x, train=False)["category"][:1]
+  np.testing.assert_allclose(np.asarray(alone), np.asarray(together), rtol=1e-5, atol=1e-5)
+  plain = FashionNet(num_categories=3, num_attributes=4, width=2, fc_width=8, embedding_dim=4)
+  assert "batch_stats" not in plain.init(jax.random.PRNGKey(0), x, train=False)

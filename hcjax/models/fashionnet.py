@@ -76,13 +76,14 @@ class FashionNet(nn.Module):
   pool_window: float = 2.0 / 7.0
   pool_grid: int = 3
   dropout_rate: float = 0.5
+  batch_norm: bool = False       # VGG16-BN trunk (the paper starts from ImageNet weights instead)
   dtype: Any = jnp.float32
 
   def _trunk(self, image, train):
     """(local map at stride 16, top map at stride 32)."""
     if self.trunk == "vgg16":
       out = VGG16(self.width, self.fc_width, output_stride=32, dropout_rate=0.0,
-                  dtype=self.dtype, name="vgg")(image, train)
+                  batch_norm=self.batch_norm, dtype=self.dtype, name="vgg")(image, train)
       return out["pool4"], out["features"]
     stages, block = STAGES[50]
     x = normalize_image(image)

@@ -50,6 +50,7 @@ class VGG16(nn.Module):
   fc_width: int = 4096
   output_stride: int = 32
   dropout_rate: float = 0.5
+  batch_norm: bool = False       # VGG16-BN: BatchNorm after every conv, for training from scratch
   dtype: Any = jnp.float32
 
   @nn.compact
@@ -66,6 +67,9 @@ class VGG16(nn.Module):
       for i in range(1, convs + 1):
         x = nn.Conv(self.width * multiplier, (3, 3), padding="SAME", kernel_dilation=rate,
                     kernel_init=HE_INIT, dtype=self.dtype, name=f"conv{block}_{i}")(x)
+        if self.batch_norm:
+          x = nn.BatchNorm(use_running_average=not train, momentum=0.9, dtype=self.dtype,
+                           name=f"bn{block}_{i}")(x)
         x = nn.relu(x)
       if block <= 3 or not dilated:
         x = nn.max_pool(x, (2, 2), (2, 2), padding="SAME")

@@ -11,6 +11,7 @@ REGISTRY = {
     "anti_spoofing": "hcjax.tasks.anti_spoofing:AntiSpoofingTask",
     "face_attributes": "hcjax.tasks.face_attributes:FaceAttributesTask",
     "fashion": "hcjax.tasks.fashion:FashionTask",
+    "fashion_landmarks": "hcjax.tasks.fashion_landmarks:FashionLandmarksTask",
     "frame_synthesis": "hcjax.tasks.frame_synthesis:FrameSynthesisTask",
     "segmentation": "hcjax.tasks.segmentation:SegmentationTask",
 }

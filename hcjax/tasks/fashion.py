@@ -13,7 +13,8 @@ the box move with the image. Landmarks that leave the crop become truncated (vis
 Evaluation is deterministic (no jitter, no flip). At test time the model PREDICTS the landmarks
 it pools around; ground truth is never fed to the model.
 config.model: trunk ("vgg16" | "resnet50"), width, fc_width, embedding_dim, num_categories,
-num_attributes, num_items (0 = no ID softmax), pool_window, pool_grid, dropout_rate, dtype.
+num_attributes, num_items (0 = no ID softmax), pool_window, pool_grid, dropout_rate, batch_norm
+(VGG16-BN), dtype.
 config.loss (weights): category, attributes, landmarks, visibility, triplet, item; triplet_margin;
 max_positive_weight (cap of the attribute positive weights).
 
@@ -59,9 +60,10 @@ from hcjax.tasks.base import Task, TaskConfigError
 
 MEAN_RGB = (124, 116, 104)
 BENCHMARKS = ("category", "inshop")
-EVAL_SPLITS = {"category": ("validation", "test", "train"), "inshop": ("query", "gallery", "train")}
+EVAL_SPLITS = {"category": ("validation", "test", "train"), "inshop": ("query", "gallery", "train"),
+               "landmarks": ("validation", "test", "train")}
 MODEL_KWARGS = ("trunk", "width", "fc_width", "embedding_dim", "num_items", "pool_window",
-                "pool_grid", "dropout_rate")
+                "pool_grid", "dropout_rate", "batch_norm")
 LOSS_WEIGHTS = {"category": 1.0, "attributes": 1.0, "landmarks": 10.0, "visibility": 0.5,
                 "triplet": 1.0, "item": 0.0}
 DTYPES = ("float32", "bfloat16", "float16")
@@ -172,17 +174,7 @@ class FashionTask(Task):
       raise TaskConfigError(f"config.data.benchmark must be one of {BENCHMARKS}, got "
                             f"{self.benchmark!r}")
     inp = config.input
-    self.size = int(inp.size)
-    if self.size < 32:
-      raise TaskConfigError(f"config.input.size must be >= 32, got {self.size}")
-    self.margin = float(inp.get("bbox_margin", 0.1))
-    self.min_scale = float(inp.get("min_scale", 1.0))
-    self.max_scale = float(inp.get("max_scale", 1.0))
-    if not 0 < self.min_scale <= self.max_scale:
-      raise TaskConfigError(f"config.input needs 0 < min_scale <= max_scale, got "
-                            f"{self.min_scale} and {self.max_scale}")
-    self.shift = float(inp.get("shift", 0.0))
-    self.flip = bool(inp.get("flip", True))
+    self._read_input(inp)
     m = config.model
     if m.get("trunk", "vgg16") not in ("vgg16", "resnet50"):
       raise TaskConfigError(f"config.model.trunk must be 'vgg16' or 'resnet50', got {m.trunk!r}")
@@ -211,6 +203,20 @@ class FashionTask(Task):
     self.max_positive_weight = float(loss.get("max_positive_weight", 20.0))
     self.two_views = self.benchmark == "inshop" and bool(inp.get("two_views", True))
     self._pos_weight: np.ndarray | None = None
+
+  def _read_input(self, inp) -> None:
+    """config.input -> the crop and augmentation settings (shared by tasks built on this one)."""
+    self.size = int(inp.size)
+    if self.size < 32:
+      raise TaskConfigError(f"config.input.size must be >= 32, got {self.size}")
+    self.margin = float(inp.get("bbox_margin", 0.1))
+    self.min_scale = float(inp.get("min_scale", 1.0))
+    self.max_scale = float(inp.get("max_scale", 1.0))
+    if not 0 < self.min_scale <= self.max_scale:
+      raise TaskConfigError(f"config.input needs 0 < min_scale <= max_scale, got "
+                            f"{self.min_scale} and {self.max_scale}")
+    self.shift = float(inp.get("shift", 0.0))
+    self.flip = bool(inp.get("flip", True))
 
   # --- data -----------------------------------------------------------------------------------
 
