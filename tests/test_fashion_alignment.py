@@ -431,3 +431,12 @@ def test_training_lowers_landmark_error_and_keeps_the_clusters(tmp_path):
   predictions = run(images)
   assert np.asarray(predictions["landmarks"]).shape == (2, 8, 2)
   assert np.asarray(predictions["stages"]).shape == (2, 3, 8, 2)
+
+  # `hcjax fashion` serves cascade runs too: landmarks only, drawn on the original image.
+  from hcjax import cli  # pylint: disable=g-import-not-at-top
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  photo = tmp_path / "garment.png"
+  Image.fromarray(np.full((50, 40, 3), 200, np.uint8)).save(photo)
+  assert cli.main(["fashion", "--workdir", str(tmp_path / "run"), str(photo),
+                   "-o", str(tmp_path / "drawn.png")]) == 0
+  assert Image.open(tmp_path / "drawn.png").size[0] >= 40
