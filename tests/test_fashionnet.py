@@ -89,3 +89,15 @@ def test_vgg16_batch_norm_trunk_keeps_running_statistics():
   np.testing.assert_allclose(np.asarray(alone), np.asarray(together), rtol=1e-5, atol=1e-5)
   plain = FashionNet(num_categories=3, num_attributes=4, width=2, fc_width=8, embedding_dim=4)
   assert "batch_stats" not in plain.init(jax.random.PRNGKey(0), x, train=False)
+
+
+def test_global_and_landmark_branches_flatten_pool5_as_vgg_fc6():
+  """At 224 px the branches' first fc layers read the flattened 7x7x(8·width) pool5 map, as the
+  paper's fc6 (25,088 inputs at width 64), and the trunk has no fc6 / fc7 convolutions."""
+  model = FashionNet(num_categories=50, num_attributes=10, width=4, fc_width=32, embedding_dim=8)
+  shapes = jax.eval_shape(lambda x: model.init(jax.random.PRNGKey(0), x, train=False),
+                          jax.ShapeDtypeStruct((1, 224, 224, 3), jnp.float32))["params"]
+  assert shapes["global_fc"]["kernel"].shape == (7 * 7 * 32, 32)
+  assert shapes["landmark_fc"]["kernel"].shape == (7 * 7 * 32, 32)
+  assert shapes["local_fc"]["kernel"].shape == (8 * 32, 32)        # 8 landmarks x pool4 channels
+  assert not {"fc6", "fc7"} & set(shapes["vgg"])

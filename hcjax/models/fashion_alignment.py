@@ -5,11 +5,11 @@ by stage, with pseudo-labels from clustering and auto-routing.
 This is our reading of the paper, not a port of released code:
 
   image [B, H, W, 3] RGB 0..255 (the model normalises itself)
-  stage 1:      VGG16 trunk (its own) -> flatten(top map) -> fc -> ReLU -> heads:
+  stage 1:      VGG16 trunk (its own) -> flatten(pool5) -> fc -> ReLU -> heads:
                 landmarks [B, 8, 2] (x, y) in [0, 1] (sigmoid; edge coordinates as FashionNet:
                 0 the input's left edge, 1 its right edge), visibility [B, 8, 3] logits
                 (0 visible, 1 occluded, 2 truncated / absent), pseudo-label logits [B, K]
-  stage s >= 2: VGG16 trunk (its own) on the image; global = fc(flatten(top map));
+  stage s >= 2: VGG16 trunk (its own) on the image; global = fc(flatten(pool5));
                 local = fc(landmark_pool of its stride-16 map around the previous stage's
                 landmarks); fused = fc(concat(global, local, previous landmarks)) -> heads:
                 K offset branches [B, K, 8, 2] = max_offset · tanh(.), pseudo-label logits
@@ -196,8 +196,9 @@ class InitialStage(nn.Module):
   def __call__(self, image: jax.Array, train: bool) -> dict[str, jax.Array]:
     b = image.shape[0]
     out = VGG16(self.width, self.fc_width, output_stride=32, dropout_rate=0.0,
-                batch_norm=self.batch_norm, dtype=self.dtype, name="vgg")(image, train)
-    top = out["features"].astype(jnp.float32).reshape(b, -1)
+                batch_norm=self.batch_norm, classifier=False, dtype=self.dtype,
+                name="vgg")(image, train)
+    top = out["pool5"].astype(jnp.float32).reshape(b, -1)
     drop = nn.Dropout(self.dropout_rate, deterministic=not train)
     h = drop(nn.relu(_dense(self.fc_width, "fc")(top)))
     xy = _dense(NUM_LANDMARKS * 2, "landmark_xy", nn.initializers.normal(0.01))(h)
@@ -224,10 +225,11 @@ class RefinementStage(nn.Module):
   def __call__(self, image: jax.Array, previous: jax.Array, train: bool) -> dict[str, jax.Array]:
     b = image.shape[0]
     out = VGG16(self.width, self.fc_width, output_stride=32, dropout_rate=0.0,
-                batch_norm=self.batch_norm, dtype=self.dtype, name="vgg")(image, train)
+                batch_norm=self.batch_norm, classifier=False, dtype=self.dtype,
+                name="vgg")(image, train)
     drop = nn.Dropout(self.dropout_rate, deterministic=not train)
     glob = nn.relu(_dense(self.fc_width, "global_fc")(
-        out["features"].astype(jnp.float32).reshape(b, -1)))
+        out["pool5"].astype(jnp.float32).reshape(b, -1)))
     pooled = landmark_pool(out["pool4"], previous, self.pool_window, self.pool_grid)  # [B, 8, C]
     local = nn.relu(_dense(self.fc_width, "local_fc")(pooled.reshape(b, -1)))
     fused = jnp.concatenate([glob, local, previous.reshape(b, -1)], -1)

@@ -2,7 +2,9 @@
 branch, a landmark branch and landmark pooling of trunk features around the PREDICTED landmarks.
 
   image [B, H, W, 3] RGB 0..255 (the model normalises itself)
-    trunk:     VGG16 conv1..conv5 (+ fc6/fc7 as convolutions) or a ResNet-50 backbone
+    trunk:     VGG16 conv1..pool5 (the top map [B, H/32, W/32, 8·width]; no fc6 / fc7 convs:
+               the branches below are the paper's fc layers) or a ResNet-50 backbone whose
+               stage 4 is projected to 8·width channels by a 1x1 conv + ReLU
     global:    flatten(top map) -> fc -> ReLU                                  (paper: fc 4096)
     landmarks: flatten(top map) -> fc -> ReLU -> 8 x (x, y) in [0, 1] (sigmoid) and 8 x 3
                visibility logits (0 visible, 1 occluded, 2 truncated / absent)
@@ -16,8 +18,9 @@ branch, a landmark branch and landmark pooling of trunk features around the PRED
     heads:     category [B, C] logits, attributes [B, A] logits, embedding [B, E] (L2-normalised),
                item_logits [B, num_items] (ID softmax on the embedding, only when num_items > 0)
 
-The global and landmark branches flatten the top map (as VGG's fc6 does), so the model is built
-for one input size. All heads are float32; the trunk computes in `dtype`.
+The global and landmark branches flatten the top map (as VGG's fc6 flattens pool5: 7x7x512 at
+224 px), so the model is built for one input size. The paper gives the global and pose branches
+their own conv5 layers; here they share the trunk's. All heads are float32; the trunk computes in `dtype`.
 """
 
 from __future__ import annotations
@@ -83,12 +86,15 @@ class FashionNet(nn.Module):
     """(local map at stride 16, top map at stride 32)."""
     if self.trunk == "vgg16":
       out = VGG16(self.width, self.fc_width, output_stride=32, dropout_rate=0.0,
-                  batch_norm=self.batch_norm, dtype=self.dtype, name="vgg")(image, train)
-      return out["pool4"], out["features"]
+                  batch_norm=self.batch_norm, classifier=False, dtype=self.dtype,
+                  name="vgg")(image, train)
+      return out["pool4"], out["pool5"]
     stages, block = STAGES[50]
     x = normalize_image(image)
     out = ResNetBackbone(stages, block, self.width, dtype=self.dtype, name="resnet")(x, train)
-    return out["stage3"], out["stage4"]
+    top = nn.Conv(8 * self.width, (1, 1), kernel_init=HE_INIT, dtype=self.dtype,
+                  name="top_projection")(out["stage4"])
+    return out["stage3"], nn.relu(top)
 
   @nn.compact
   def __call__(self, image: jax.Array, train: bool = False) -> dict[str, jax.Array]:

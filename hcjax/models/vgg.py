@@ -43,14 +43,18 @@ class VGG16(nn.Module):
   output_stride 32 is FCN's trunk: five 2x2 max-pools, fc6 a 7x7 conv. Output stride 8 is DPN's and
   DeepLab's: pool4 and pool5 are removed (REFERENCES: "the last two max-pools removed"), conv5 is
   dilated by 2 and fc6 by 4, so the receptive field matches the pooled net. "pool3" is [B, H/8, W/8,
-  4·width], "pool4" [B, H/16 (or H/8), W/16 (or W/8), 8·width], "features" (fc7 after ReLU and
-  dropout) [B, H/32 (or H/8), W/32 (or W/8), fc_width]; sizes round up ("SAME" pooling).
+  4·width], "pool4" [B, H/16 (or H/8), W/16 (or W/8), 8·width], "pool5" (output stride 32 only)
+  [B, H/32, W/32, 8·width], "features" (fc7 after ReLU and dropout) [B, H/32 (or H/8), W/32 (or
+  W/8), fc_width]; sizes round up ("SAME" pooling). classifier=False stops at pool5 (no fc6 / fc7
+  parameters, no "features"): for heads that flatten pool5 into their own fc layers, as VGG's
+  fc6 does.
   """
   width: int = 64
   fc_width: int = 4096
   output_stride: int = 32
   dropout_rate: float = 0.5
   batch_norm: bool = False       # VGG16-BN: BatchNorm after every conv, for training from scratch
+  classifier: bool = True        # fc6 and fc7 as convolutions ("features")
   dtype: Any = jnp.float32
 
   @nn.compact
@@ -73,8 +77,12 @@ class VGG16(nn.Module):
         x = nn.relu(x)
       if block <= 3 or not dilated:
         x = nn.max_pool(x, (2, 2), (2, 2), padding="SAME")
-      if block in (3, 4):
+      if block in (3, 4) or (block == 5 and not dilated):
         out[f"pool{block}"] = x
+    if not self.classifier:
+      if dilated:
+        raise ValueError("classifier=False needs output_stride 32 (it returns pool5)")
+      return out
     drop = nn.Dropout(self.dropout_rate, deterministic=not train)
     x = nn.Conv(self.fc_width, (7, 7), padding="SAME", kernel_dilation=4 if dilated else 1,
                 kernel_init=HE_INIT, dtype=self.dtype, name="fc6")(x)
