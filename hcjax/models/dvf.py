@@ -27,6 +27,7 @@ import jax
 import jax.numpy as jnp
 
 from hcjax.ops import sampling
+from hcjax.ops.pooling import max_pool
 
 VARIANTS = ("tf", "unet")
 MODES = ("interpolate", "extrapolate")
@@ -83,7 +84,7 @@ def _encoder_decoder(x: jax.Array, train: bool, *, variant: str, width: int,
                      use_scale=variant == "unet", dtype=dtype, name=f"{name}_bn")(x)
     return nn.relu(x)
 
-  pool = lambda x: nn.max_pool(x, (2, 2), (2, 2))
+  pool = lambda x: max_pool(x, 2, 2)
   conv1 = conv_bn(x, width, 5, "conv1")
   conv2 = conv_bn(pool(conv1), 2 * width, 5, "conv2")
   conv3 = conv_bn(pool(conv2), 4 * width, 3, "conv3")

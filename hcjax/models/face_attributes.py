@@ -27,6 +27,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from hcjax.ops.pooling import max_pool
 from hcjax.ops.sampling import bilinear_sample
 
 # (dx, dy, scale) of each ANet patch relative to the localised box: centre shifted by dx, dy box
@@ -201,14 +202,6 @@ def crop_patches(image: jax.Array, box: jax.Array, patches: Sequence[tuple[float
 
 # --- the networks ---------------------------------------------------------------------------------
 
-def max_pool2(x: jax.Array) -> jax.Array:
-  """2x2 max pooling, stride 2 (odd sizes floor, as nn.max_pool's VALID): the same numbers as
-  nn.max_pool, whose backward pass (select-and-scatter) is several times slower on CPU."""
-  b, h, w, c = x.shape
-  x = x[:, :h // 2 * 2, :w // 2 * 2]
-  return x.reshape(b, h // 2, 2, w // 2, 2, c).max(axis=(2, 4))
-
-
 class LNet(nn.Module):
   """[B, H, W, 3] -> (attribute logits [B, num_outputs], response map [B, h, w]).
 
@@ -233,7 +226,7 @@ class LNet(nn.Module):
       x = nn.GroupNorm(num_groups=min(self.groups, width), dtype=self.dtype, name=f"norm{i + 1}")(x)
       x = nn.relu(x)
       if i < 2:
-        x = max_pool2(x)
+        x = max_pool(x, 2, 2)
     response = x.astype(jnp.float32).mean(axis=-1)
     logits = nn.Dense(self.num_outputs, dtype=self.dtype, name="head")(x.mean(axis=(1, 2)))
     return logits.astype(jnp.float32), response
@@ -268,7 +261,7 @@ class ANet(nn.Module):
                        name=f"bn{i + 1}")(x)
       x = nn.relu(x)
       if i < len(self.widths) - 1:
-        x = max_pool2(x)
+        x = max_pool(x, 2, 2)
     x = x.reshape(x.shape[0], -1)
     return nn.relu(nn.Dense(self.feature_dim, dtype=self.dtype, name="fc")(x))
 

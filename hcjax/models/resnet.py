@@ -12,6 +12,8 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
+from hcjax.ops.pooling import max_pool
+
 STAGES = {18: ((2, 2, 2, 2), "basic"), 34: ((3, 4, 6, 3), "basic"),
           50: ((3, 4, 6, 3), "bottleneck"), 101: ((3, 4, 23, 3), "bottleneck")}
 STEMS = ("imagenet", "small")
@@ -73,7 +75,7 @@ class ResNetBackbone(nn.Module):
                      epsilon=self.bn_epsilon, dtype=self.dtype, name="stem_bn")(x)
     x = nn.relu(x)
     if self.stem == "imagenet":
-      x = nn.max_pool(x, (3, 3), (2, 2), padding=[(1, 1), (1, 1)])
+      x = max_pool(x, 3, 2, padding=((1, 1), (1, 1)))
     out = {}
     for i, blocks in enumerate(self.stage_sizes):
       for j in range(blocks):

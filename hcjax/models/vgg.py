@@ -14,6 +14,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from hcjax.ops.pooling import max_pool
+
 # torchvision's ImageNet statistics for RGB in 0..1: converted torchvision weights work as they are.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -76,7 +78,7 @@ class VGG16(nn.Module):
                            name=f"bn{block}_{i}")(x)
         x = nn.relu(x)
       if block <= 3 or not dilated:
-        x = nn.max_pool(x, (2, 2), (2, 2), padding="SAME")
+        x = max_pool(x, 2, 2, padding="SAME")
       if block in (3, 4) or (block == 5 and not dilated):
         out[f"pool{block}"] = x
     if not self.classifier:

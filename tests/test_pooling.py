@@ -1,0 +1,72 @@
+"""max_pool from strided slices: nn.max_pool's values, and its gradients where maxima are unique."""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from hcjax.ops.pooling import max_pool
+
+CASES = [  # shape, window, stride, padding
+    ((2, 9, 11, 3), 3, 2, ((1, 1), (1, 1))),   # the ResNet stem, odd sizes
+    ((2, 8, 8, 3), 2, 2, "SAME"),              # VGG
+    ((2, 7, 9, 3), 2, 2, "SAME"),              # VGG on odd sizes: one padded row / column
+    ((2, 7, 9, 3), 2, 2, "VALID"),             # DVF / LNet: odd sizes floor
+    ((1, 10, 10, 2), 3, 1, "SAME"),
+    ((1, 6, 7, 1), 3, 3, "VALID"),
+    ((1, 8, 8, 1), (2, 3), (2, 1), ((0, 1), (2, 0))),
+]
+
+
+def _flax(x, window, stride, padding):
+  window = (window, window) if isinstance(window, int) else window
+  stride = (stride, stride) if isinstance(stride, int) else stride
+  return nn.max_pool(x, window, stride, padding=padding)
+
+
+@pytest.mark.parametrize("shape,window,stride,padding", CASES)
+def test_values_and_gradients_equal_flax(shape, window, stride, padding):
+  rng = np.random.default_rng(0)
+  x = jnp.asarray(rng.normal(size=shape), jnp.float32)   # continuous: every maximum is unique
+  ours, ours_vjp = jax.vjp(lambda v: max_pool(v, window, stride, padding=padding), x)
+  ref, ref_vjp = jax.vjp(lambda v: _flax(v, window, stride, padding), x)
+  assert ours.shape == ref.shape
+  np.testing.assert_array_equal(np.asarray(ours), np.asarray(ref))
+  g = jnp.asarray(rng.normal(size=ours.shape), jnp.float32)
+  np.testing.assert_allclose(np.asarray(ours_vjp(g)[0]), np.asarray(ref_vjp(g)[0]), atol=1e-6)
+
+
+def test_low_precision_and_integer_inputs_and_padding_never_wins():
+  rng = np.random.default_rng(1)
+  x = jnp.asarray(rng.normal(size=(1, 5, 5, 2)) - 100, jnp.bfloat16)   # all below 0
+  ours = max_pool(x, 3, 2, padding=((1, 1), (1, 1)))
+  assert ours.dtype == jnp.bfloat16
+  np.testing.assert_array_equal(np.asarray(ours, np.float32),
+                                np.asarray(_flax(x, 3, 2, ((1, 1), (1, 1))), np.float32))
+  assert float(ours.max()) < -90
+  xi = jnp.asarray(rng.integers(-50, 50, (1, 6, 6, 1)), jnp.int32)
+  np.testing.assert_array_equal(np.asarray(max_pool(xi, 2, 2, padding="SAME")),
+                                np.asarray(_flax(xi, 2, 2, "SAME")))
+
+
+def test_tied_maxima_share_the_gradient():
+  """A window of equal values: the gradient is split among them and its sum is kept."""
+  x = jnp.ones((1, 2, 2, 1), jnp.float32)
+  grad = jax.grad(lambda v: max_pool(v, 2, 2).sum())(x)
+  np.testing.assert_allclose(np.asarray(grad).reshape(-1), [0.25] * 4)
+  grad = jax.grad(lambda v: max_pool(v, 3, 2, padding=((1, 1), (1, 1))).sum())(
+      jnp.zeros((1, 4, 4, 1)))
+  np.testing.assert_allclose(float(grad.sum()), 4.0, rtol=1e-6)   # 2x2 outputs, one each
+
+
+def test_bad_arguments_are_refused():
+  x = jnp.zeros((1, 4, 4, 1))
+  with pytest.raises(ValueError, match="B, H, W, C"):
+    max_pool(x[0], 2, 2)
+  with pytest.raises(ValueError, match="padding"):
+    max_pool(x, 2, 2, padding="FULL")
+  with pytest.raises(ValueError, match="does not fit"):
+    max_pool(x, 5, 1)
