@@ -73,6 +73,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.model.dropout_rate = 0.1
   c.model.kmeans_max_count = 200.0
   c.model.batch_norm = True         # VGG16-BN trunks: the sample cascade trains from scratch
+  c.model.routing = "hard"          # the paper's auto-routing; "soft": the predicted mixture
   c.model.dtype = "float32"
 
   c.loss = ml_collections.ConfigDict()

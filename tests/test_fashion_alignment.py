@@ -155,6 +155,37 @@ def test_routing_takes_the_true_branch_in_training_and_the_predicted_at_eval():
                                                (4, 8, 2)), atol=1e-6)
 
 
+def test_soft_routing_mixes_the_branches_in_training_and_at_eval():
+  """routing="soft": each refinement stage adds the predicted-probability mixture of its
+  branches, whatever the true pseudo-labels, and the next stage starts from it."""
+  model = FashionAlignment(num_stages=3, num_clusters=K, width=1, fc_width=4, max_offset=0.25,
+                           dropout_rate=0.0, routing="soft")
+  image = jnp.zeros((2, SIZE, SIZE, 3))
+  variables = _variables(model, image)
+  params = jax.tree.map(jnp.zeros_like, variables["params"])
+  rng = np.random.default_rng(3)
+  offsets, probs = {}, {}
+  for s in (2, 3):
+    offsets[s] = rng.uniform(-0.05, 0.05, (K, 8, 2)).astype(np.float32)
+    logits = rng.normal(size=K).astype(np.float32)
+    probs[s] = np.exp(logits) / np.exp(logits).sum()
+    params[f"stage{s}"]["offsets"]["bias"] = jnp.asarray(np.arctanh(offsets[s] / 0.25).reshape(-1))
+    params[f"stage{s}"]["pseudo_label"]["bias"] = jnp.asarray(logits)
+  variables = {"params": params, "batch_stats": variables["batch_stats"]}
+  inputs = {"image": image, "landmarks": jnp.full((2, 8, 2), 0.3),
+            "landmark_valid": jnp.ones((2, 8), bool)}
+  stage2 = 0.5 + np.einsum("k,kld->ld", probs[2], offsets[2])
+  stage3 = stage2 + np.einsum("k,kld->ld", probs[3], offsets[3])
+  trained = model.apply(variables, inputs, train=True, mutable=["batch_stats"])[0]
+  for out in (trained, model.apply(variables, image, train=False)):
+    np.testing.assert_allclose(out["stages"][:, 1], np.broadcast_to(stage2, (2, 8, 2)), atol=1e-5)
+    np.testing.assert_allclose(out["landmarks"], np.broadcast_to(stage3, (2, 8, 2)), atol=1e-5)
+    np.testing.assert_allclose(out["landmarks_soft"], out["landmarks"], atol=1e-6)
+  with pytest.raises(ValueError, match="routing"):
+    FashionAlignment(num_stages=2, width=1, fc_width=4, routing="best").init(
+        jax.random.PRNGKey(0), image, train=False)
+
+
 # --- mini-batch k-means ---------------------------------------------------------------------------
 
 def _distance(x, valid, c):

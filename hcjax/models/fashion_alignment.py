@@ -21,6 +21,9 @@ This is our reading of the paper, not a port of released code:
                 and they are the previous stage's PREDICTED-branch landmarks in training too:
                 trained one after another, each stage of the paper learns on what the trained
                 stages before it output at test time, not on their true-branch outputs.
+                routing="soft" (not the paper's) instead mixes the branches by the predicted
+                pseudo-label probabilities, in training and at evaluation alike; the
+                pseudo-label loss still trains the mixing weights toward the clusters.
 
 Pseudo-labels come from clustering, done online inside the model as mini-batch k-means (Sculley,
 "Web-scale k-means clustering", WWW 2010), centroids [K, 8, 2] in the "batch_stats" collection
@@ -70,6 +73,8 @@ import jax.numpy as jnp
 
 from hcjax.models.fashionnet import NUM_LANDMARKS, NUM_VISIBILITY, landmark_pool
 from hcjax.models.vgg import HE_INIT, VGG16
+
+ROUTINGS = ("hard", "soft")
 
 # --- mini-batch k-means on landmark sets (pure functions; the module below holds the state) -----
 
@@ -265,6 +270,7 @@ class FashionAlignment(nn.Module):
   dropout_rate: float = 0.5
   kmeans_max_count: float = 0.0  # 0: Sculley's 1/v exactly; > 0: the past weighs at most this
   batch_norm: bool = False       # VGG16-BN trunks, for training from scratch
+  routing: str = "hard"          # "hard": one branch (the paper); "soft": the predicted mixture
   dtype: Any = jnp.float32
 
   @nn.compact
@@ -272,6 +278,8 @@ class FashionAlignment(nn.Module):
     if self.num_stages < 1 or self.num_clusters < 1:
       raise ValueError(f"num_stages and num_clusters must be >= 1, got {self.num_stages} and "
                        f"{self.num_clusters}")
+    if self.routing not in ROUTINGS:
+      raise ValueError(f"routing must be one of {ROUTINGS}, got {self.routing!r}")
     if self.max_offset <= 0:
       raise ValueError(f"max_offset must be > 0, got {self.max_offset}")
     image, truth, valid = split_inputs(inputs)
@@ -313,12 +321,16 @@ class FashionAlignment(nn.Module):
         labels.append(label)
         if train:
           route = jnp.where(label >= 0, label, predicted)
-      # The stage's output (trained through the true branch) and what the next stage starts
-      # from: the predicted branch, as at test time (equal at evaluation).
-      stages.append(previous + pick(out["offsets"], route))
-      landmarks = previous + pick(out["offsets"], predicted)
       probs = jax.nn.softmax(out["pseudo_logits"], -1)
       soft = previous + jnp.einsum("bk,bkld->bld", probs, out["offsets"])
+      if self.routing == "soft":
+        stages.append(soft)
+        landmarks = soft
+      else:
+        # The stage's output (trained through the true branch) and what the next stage starts
+        # from: the predicted branch, as at test time (equal at evaluation).
+        stages.append(previous + pick(out["offsets"], route))
+        landmarks = previous + pick(out["offsets"], predicted)
       visibility.append(out["visibility"])
       logits.append(out["pseudo_logits"])
       routes.append(route)

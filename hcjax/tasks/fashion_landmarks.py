@@ -15,7 +15,7 @@ holds no data), eval_split ("validation" | "test" | "train"), mean_shape_baselin
 report the constant mean-shape predictor beside the model).
 config.input: size, bbox_margin, min_scale, max_scale, shift, flip (as the fashion task).
 config.model: num_stages, num_clusters, width, fc_width, max_offset, pool_window, pool_grid,
-dropout_rate, kmeans_max_count, batch_norm, dtype (FashionAlignment's arguments).
+dropout_rate, kmeans_max_count, batch_norm, routing, dtype (FashionAlignment's arguments).
 config.loss (weights): landmarks, visibility, pseudo_label.
 
 Loss = sum over stages s of [ w_l L2(landmarks_s; visible & present)
@@ -57,7 +57,7 @@ from hcjax.tasks.fashion import DTYPES, FashionTask
 
 BENCHMARKS = ("landmarks", "category")
 MODEL_KWARGS = ("num_stages", "num_clusters", "width", "fc_width", "max_offset", "pool_window",
-                "pool_grid", "dropout_rate", "kmeans_max_count", "batch_norm")
+                "pool_grid", "dropout_rate", "kmeans_max_count", "batch_norm", "routing")
 LOSS_WEIGHTS = {"landmarks": 10.0, "visibility": 0.5, "pseudo_label": 0.5}
 MEAN_SHAPE_FILE = "mean_shape_{size}_{margin}.json"
 VISUALIZED = 6
