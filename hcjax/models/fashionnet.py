@@ -20,7 +20,8 @@ branch, a landmark branch and landmark pooling of trunk features around the PRED
 
 The global and landmark branches flatten the top map (as VGG's fc6 flattens pool5: 7x7x512 at
 224 px), so the model is built for one input size. The paper gives the global and pose branches
-their own conv5 layers; here they share the trunk's. All heads are float32; the trunk computes in `dtype`.
+their own conv5 layers; here they share the trunk's. All heads are float32; the trunk computes
+in `dtype`.
 """
 
 from __future__ import annotations
