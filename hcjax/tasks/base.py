@@ -22,6 +22,22 @@ class TaskConfigError(ConfigError):
   """A task-specific config value is invalid."""
 
 
+def loss_weights(loss, defaults: Mapping[str, float], extra: tuple[str, ...] = ()
+                 ) -> dict[str, float]:
+  """config.loss -> {term: weight >= 0} with `defaults` for the missing terms; keys other than
+  the terms and `extra` (non-weight settings the task reads itself) are a TaskConfigError."""
+  loss = loss or {}
+  unknown = sorted(set(loss.keys()) - set(defaults) - set(extra))
+  if unknown:
+    more = f" (+ {', '.join(extra)})" if extra else ""
+    raise TaskConfigError(f"config.loss.{unknown[0]} is unknown; the weights are "
+                          f"{', '.join(defaults)}{more}")
+  weights = {k: float(loss.get(k, v)) for k, v in defaults.items()}
+  if any(v < 0 for v in weights.values()):
+    raise TaskConfigError(f"config.loss weights must be >= 0, got {weights}")
+  return weights
+
+
 class Task(abc.ABC):
   """Subclasses must stay picklable (the preprocess runs in worker processes)."""
 

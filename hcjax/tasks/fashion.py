@@ -56,7 +56,7 @@ from hcjax.data import MissingDataError, transforms
 from hcjax.data.converters import deepfashion as df
 from hcjax.data.pipeline import INFO_FILE
 from hcjax.metrics import fashion as fm
-from hcjax.tasks.base import Task, TaskConfigError
+from hcjax.tasks.base import Task, TaskConfigError, loss_weights
 
 MEAN_RGB = (124, 116, 104)
 BENCHMARKS = ("category", "inshop")
@@ -189,14 +189,7 @@ class FashionTask(Task):
     self.num_attributes = int(m.num_attributes)
     self.num_items = int(m.get("num_items", 0))
     loss = config.get("loss", {})
-    unknown = sorted(set(loss.keys()) - set(LOSS_WEIGHTS)
-                     - {"triplet_margin", "max_positive_weight"})
-    if unknown:
-      raise TaskConfigError(f"config.loss.{unknown[0]} is unknown; the weights are "
-                            f"{', '.join(LOSS_WEIGHTS)} (+ triplet_margin, max_positive_weight)")
-    self.weights = {k: float(loss.get(k, v)) for k, v in LOSS_WEIGHTS.items()}
-    if any(v < 0 for v in self.weights.values()):
-      raise TaskConfigError(f"config.loss weights must be >= 0, got {self.weights}")
+    self.weights = loss_weights(loss, LOSS_WEIGHTS, ("triplet_margin", "max_positive_weight"))
     if self.weights["item"] and not self.num_items:
       raise TaskConfigError("config.loss.item > 0 needs config.model.num_items > 0")
     self.triplet_margin = float(loss.get("triplet_margin", 0.2))

@@ -52,7 +52,7 @@ from hcjax.data import transforms
 from hcjax.data.converters import deepfashion as df
 from hcjax.data.pipeline import INFO_FILE
 from hcjax.metrics import fashion as fm
-from hcjax.tasks.base import Task, TaskConfigError
+from hcjax.tasks.base import Task, TaskConfigError, loss_weights
 from hcjax.tasks.fashion import DTYPES, FashionTask
 
 BENCHMARKS = ("landmarks", "category")
@@ -90,14 +90,7 @@ class FashionLandmarksTask(FashionTask):
                             f"{m.kmeans_max_count}")
     self.num_stages = int(m.get("num_stages", 3))
     self.num_clusters = int(m.get("num_clusters", 8))
-    loss = config.get("loss", {})
-    unknown = sorted(set(loss.keys()) - set(LOSS_WEIGHTS))
-    if unknown:
-      raise TaskConfigError(f"config.loss.{unknown[0]} is unknown; the weights are "
-                            f"{', '.join(LOSS_WEIGHTS)}")
-    self.weights = {k: float(loss.get(k, v)) for k, v in LOSS_WEIGHTS.items()}
-    if any(v < 0 for v in self.weights.values()):
-      raise TaskConfigError(f"config.loss weights must be >= 0, got {self.weights}")
+    self.weights = loss_weights(config.get("loss", {}), LOSS_WEIGHTS)
     self.two_views = False
     self._mean_shape: np.ndarray | None = None
 
