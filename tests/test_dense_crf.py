@@ -108,6 +108,23 @@ def test_noise_needs_the_largest_lattice_and_still_agrees():
   assert np.all(np.isnan(np.asarray(fixed)))
 
 
+def test_keys_too_wide_to_pack_take_the_lexicographic_branch():
+  """A colour width far below one grey level spreads the keys past 32 bits: still exact."""
+  from hcjax.ops import permutohedral  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(2)
+  image = rng.integers(0, 256, size=(12, 16, 3)).astype(np.uint8)
+  unary = _unary((12, 16), 3, seed=6)
+  feats = dense_crf.bilateral_features(jnp.asarray(image), 80, 0.05)
+  assert not bool(permutohedral.enumerate_packed(feats).fits)
+  expected = _pydensecrf(unary, image, 5, "symmetric", None, (80, 0.05, 10))
+  kwargs = dict(gaussian_compat=None, bilateral_srgb=0.05)
+  q = np.asarray(dense_crf.mean_field(unary[None], image[None], **kwargs))[0]
+  np.testing.assert_allclose(q, expected, atol=1e-4)
+  fixed = np.asarray(dense_crf.mean_field(unary[None], image[None], lattice_capacity=6.0,
+                                          **kwargs))[0]
+  np.testing.assert_allclose(fixed, expected, atol=1e-4)
+
+
 def _numpy_mean_field(unary, image, iterations, normalization, gsxy, gcompat, bsxy, bsrgb,
                       bcompat):
   """The textbook loop with dense Gaussian kernels."""

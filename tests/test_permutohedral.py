@@ -93,3 +93,54 @@ def test_features_get_no_gradient_and_bad_shapes_are_refused():
     permutohedral.filter(permutohedral.build(jnp.asarray(features)), jnp.zeros((29, 2)))
   with pytest.raises(ValueError, match="capacity"):
     permutohedral.build(jnp.asarray(features), capacity=0)
+
+
+@pytest.mark.parametrize("d", [2, 5])
+def test_packed_and_lexicographic_keys_give_the_same_lattice(d):
+  features, rng = _points(300, d, seed=10 + d)
+  values = jnp.asarray(rng.normal(size=(300, 3)), jnp.float32)
+  packed = permutohedral.enumerate_packed(jnp.asarray(features))
+  assert bool(packed.fits)
+  lex = permutohedral.build(jnp.asarray(features), packing="lexicographic")
+  for lattice in (permutohedral.build(jnp.asarray(features), packing="packed"),
+                  jax.jit(permutohedral.build)(features)):
+    assert int(lattice.num_vertices) == int(lex.num_vertices) == int(packed.num_vertices)
+    assert not bool(lattice.overflow)
+    for transpose in (False, True):
+      np.testing.assert_allclose(permutohedral.filter(lattice, values, transpose=transpose),
+                                 permutohedral.filter(lex, values, transpose=transpose),
+                                 rtol=1e-5, atol=1e-5)
+  # Every packed key unpacks to its vertex's key; the table is sorted and distinct.
+  m = int(packed.num_vertices)
+  table = np.asarray(packed.table)
+  assert np.all(np.diff(table[:m].astype(np.int64)) > 0) and np.all(table[m:] == 0xFFFFFFFF)
+  keys, _ = permutohedral._enclosing_simplex(jnp.asarray(features))
+  unpacked = permutohedral._unpack(packed.table[packed.offsets], packed.low, packed.spans)
+  np.testing.assert_array_equal(unpacked, keys)
+
+
+def test_keys_too_wide_to_pack_are_loud_or_take_the_lexicographic_sort():
+  features, rng = _points(200, 5, seed=3, spread=3000.0)
+  values = rng.normal(size=(200, 2)).astype(np.float32)
+  assert not bool(permutohedral.enumerate_packed(jnp.asarray(features)).fits)
+  packed = permutohedral.build(jnp.asarray(features), packing="packed")
+  assert bool(packed.overflow) and np.all(np.isnan(permutohedral.filter(packed, values)))
+  auto = jax.jit(permutohedral.build)(features)
+  assert not bool(auto.overflow)
+  np.testing.assert_allclose(permutohedral.filter(auto, jnp.asarray(values)),
+                             permutohedral.reference_filter(features, values), rtol=1e-5,
+                             atol=1e-5)
+  with pytest.raises(ValueError, match="packing"):
+    permutohedral.build(jnp.asarray(features), packing="hash")
+
+
+def test_lower_bound_equals_numpy_searchsorted():
+  rng = np.random.default_rng(0)
+  search = jax.jit(permutohedral._lower_bound)
+  for count in (0, 1, 2, 7, 64, 1000):
+    table = np.full(1200, 0xFFFFFFFF, np.uint32)
+    table[:count] = np.sort(rng.choice(2 ** 31, size=count, replace=False)).astype(np.uint32)
+    queries = np.concatenate([table[:count], rng.integers(0, 2 ** 32 - 1, 500, dtype=np.uint32),
+                              np.array([0, 2 ** 32 - 2], np.uint32)])
+    got = search(jnp.asarray(table), jnp.int32(count), jnp.asarray(queries))
+    np.testing.assert_array_equal(got, np.searchsorted(table[:count], queries, side="left"))

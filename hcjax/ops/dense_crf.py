@@ -57,10 +57,15 @@ def _lattice_filter(lattice: permutohedral.Lattice) -> Callable[[jax.Array], jax
 
 
 @functools.lru_cache(maxsize=32)
-def _gaussian_vertex_count(height: int, width: int, sxy: float) -> int:
+def _gaussian_plan(height: int, width: int, sxy: float) -> tuple[int, str]:
+  """(vertex count, packing) of the positions-only lattice, computed once at trace time."""
   with jax.ensure_compile_time_eval():
     features = gaussian_features(height, width, sxy)
-    return int(jax.jit(permutohedral.enumerate_vertices)(features).num_vertices)
+    packed = jax.jit(permutohedral.enumerate_packed)(features)
+    if bool(packed.fits):
+      return int(packed.num_vertices), "packed"
+    vertices = jax.jit(permutohedral.enumerate_vertices)(features)
+    return int(vertices.num_vertices), "lexicographic"
 
 
 def _gaussian_lattice(height: int, width: int, sxy: float, anchor: jax.Array
@@ -70,10 +75,10 @@ def _gaussian_lattice(height: int, width: int, sxy: float, anchor: jax.Array
   It is built in the graph rather than embedded as megabytes of constants; the barrier keeps
   XLA from constant-folding it at compile time.
   """
-  capacity = _gaussian_vertex_count(height, width, sxy)
+  capacity, packing = _gaussian_plan(height, width, sxy)
   features = gaussian_features(height, width, sxy)
   features, _ = jax.lax.optimization_barrier((features, anchor))
-  return permutohedral.build(features, capacity)
+  return permutohedral.build(features, capacity, packing=packing)
 
 
 def capacity_tiers(num_points: int, d: int) -> tuple[int, ...]:
@@ -179,20 +184,35 @@ def mean_field(unary: jax.Array, image: jax.Array, *,
   if method == "exact":
     return jax.vmap(lambda u, f: iterate(
         u, kernels + [(_normalized(_exact_filter(f), n, normalization), m_bilat)]))(flat_unary, feats)
-  vertices = jax.vmap(permutohedral.enumerate_vertices)(feats)
+  # Packed keys (one uint32 sort) whenever every image's key box fits 32 bits; else the
+  # lexicographic sort, at the largest size, built only when the batch needs it.
+  packed = jax.vmap(permutohedral.enumerate_packed)(feats)
+  fits = jnp.all(packed.fits)
 
-  def with_capacity(c):
-    def one_image(u, v):
-      lat = permutohedral.lattice(v, c)
-      return iterate(u, kernels + [(_normalized(_lattice_filter(lat), n, normalization), m_bilat)])
+  def one_image(u, lat):
+    return iterate(u, kernels + [(_normalized(_lattice_filter(lat), n, normalization), m_bilat)])
+
+  def with_capacity(c, may_not_pack):
+    def from_packed():
+      return jax.vmap(lambda v: permutohedral.lattice(v, c))(packed)
+
+    def from_lexicographic():
+      return jax.vmap(lambda f: permutohedral.lattice(permutohedral.enumerate_vertices(f), c))(
+          feats)
+
     # The lattice is built inside the branch: only the chosen size pays for it.
-    return lambda: jax.vmap(one_image)(flat_unary, vertices)
+    def run():
+      lat = jax.lax.cond(fits, from_packed, from_lexicographic) if may_not_pack else from_packed()
+      return jax.vmap(one_image)(flat_unary, lat)
+    return run
 
   if lattice_capacity is not None:
-    return with_capacity(max(1, int(np.ceil(float(lattice_capacity) * n))))()
-  # The batch takes the smallest size all its images fit in. The choice is one replicated scalar
-  # and each branch is batch-parallel, so a sharded batch stays sharded.
+    return with_capacity(max(1, int(np.ceil(float(lattice_capacity) * n))), True)()
+  # The batch takes the smallest size all its images fit in; keys that do not pack take the
+  # last. The choice is one replicated scalar and each branch is batch-parallel, so a sharded
+  # batch stays sharded.
   tiers = capacity_tiers(n, feats.shape[-1])
-  needed = jnp.max(vertices.num_vertices)
+  needed = jnp.max(packed.num_vertices)
   tier = sum((needed > c).astype(jnp.int32) for c in tiers[:-1])
-  return jax.lax.switch(tier, [with_capacity(c) for c in tiers])
+  tier = jnp.where(fits, tier, len(tiers) - 1)
+  return jax.lax.switch(tier, [with_capacity(c, c == tiers[-1]) for c in tiers])

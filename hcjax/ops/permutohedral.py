@@ -6,8 +6,16 @@ its d+1 directions, and every point slices its value back. The arithmetic follow
 (Krähenbühl) implementation step by step, so results agree with it to float rounding.
 
 Everything is built inside XLA with static shapes: the (d+1)·N vertex keys are deduplicated by a
-lexicographic sort, each vertex's neighbours along a direction are found by binary search over the
-sorted unique keys, splat is a segment sum, blur and slice are gathers. The number of distinct
+sort, each vertex's neighbours along a direction are found by binary search over the sorted unique
+keys, splat is a segment sum, blur and slice are gathers. Two ways to sort the keys:
+
+* packed (the fast one): every coordinate of a vertex key is r (mod d+1) for the same r, so a key
+  is r plus d integers in the point set's bounding box, one mixed-radix number. When that box
+  fits in 32 bits (natural images under the usual kernels need 20-31) the keys are sorted alone
+  as one uint32 each, about 10x faster on CPU than a d-column sort that carries a permutation;
+  each point finds its vertices by binary search instead.
+* lexicographic: the d int32 columns plus the permutation; any range. `build` picks packed
+  whenever it fits. The number of distinct
 vertices M is only known at run time; the arrays have a static `capacity`. The default capacity
 (d+1)·N can never overflow. A smaller one is faster; if M exceeds it the output is NaN (never a
 silently truncated filter) and `Lattice.overflow` says so.
@@ -161,20 +169,130 @@ def enumerate_vertices(features: jax.Array) -> Vertices:
                   first=first, vertex=vertex, num_vertices=vertex[-1] + 1)
 
 
-def lattice(vertices: Vertices, capacity: int) -> Lattice:
+_PAD = np.uint32(0xFFFFFFFF)   # fills the packed table past its last key; never a key itself
+
+
+class PackedVertices(NamedTuple):
+  """The distinct lattice vertices as packed uint32 keys, before any capacity is chosen."""
+  offsets: jax.Array       # int32 [N, d+1]: vertex index (0 .. M-1) of each enclosing vertex
+  weights: jax.Array       # float32 [N, d+1]: barycentric weights
+  table: jax.Array         # uint32 [(d+1)·N]: the M distinct packed keys sorted, then _PAD
+  low: jax.Array           # int32 [d]: smallest multiple-of-(d+1) part of each coordinate, / (d+1)
+  spans: jax.Array         # int32 [d]: its range, so packed = r + (d+1)·sum_c (q_c - low_c)·stride_c
+  num_vertices: jax.Array  # int32 []: M
+  fits: jax.Array          # bool []: the bounding box packs into 32 bits (if not, nothing is valid)
+
+
+def _strides(spans: jax.Array) -> jax.Array:
+  """Mixed-radix place values [d] (uint32; wraps only when the box does not fit)."""
+  return jnp.concatenate([jnp.ones((1,), jnp.uint32),
+                          jnp.cumprod(spans.astype(jnp.uint32))[:-1]])
+
+
+def _pack(keys: jax.Array, low: jax.Array, spans: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """int32 keys [..., d] -> (uint32 packed keys [...], inside the box [...])."""
+  d = keys.shape[-1]
+  r = jnp.mod(keys[..., :1], d + 1)
+  q = (keys - r) // (d + 1) - low
+  inside = jnp.all((q >= 0) & (q < spans), axis=-1)
+  code = jnp.sum(q.astype(jnp.uint32) * _strides(spans), axis=-1, dtype=jnp.uint32)
+  return code * np.uint32(d + 1) + r[..., 0].astype(jnp.uint32), inside
+
+
+def _unpack(packed: jax.Array, low: jax.Array, spans: jax.Array) -> jax.Array:
+  """uint32 packed keys [...] -> int32 keys [..., d]."""
+  d = low.shape[0]
+  r = (packed % np.uint32(d + 1)).astype(jnp.int32)
+  code = packed // np.uint32(d + 1)
+  q = (code[..., None] // _strides(spans)) % spans.astype(jnp.uint32)
+  return (q.astype(jnp.int32) + low) * (d + 1) + r[..., None]
+
+
+def _lower_bound(table: jax.Array, count: jax.Array, queries: jax.Array) -> jax.Array:
+  """First index i < count with table[i] >= query (count if none); table [C] sorted.
+
+  A branchless binary search over the first `count` entries only: ceil(log2(count + 1)) steps,
+  each a gather and one select on a single position array, so the padded tail is never touched
+  and little memory moves per step.
+  """
+  steps = jnp.ceil(jnp.log2(count.astype(jnp.float32) + 1.0)).astype(jnp.int32)
+  last = table.shape[0] - 1
+
+  def halve(i, pos):
+    stride = jnp.left_shift(jnp.int32(1), steps - 1 - i)
+    probe = pos + stride - 1
+    less = (table[jnp.minimum(probe, last)] < queries) & (probe < count)
+    return jnp.where(less, pos + stride, pos)
+
+  return jax.lax.fori_loop(0, steps, halve, jnp.zeros(queries.shape, jnp.int32))
+
+
+def enumerate_packed(features: jax.Array) -> PackedVertices:
+  """Features [N, d] (already divided by the kernel widths) -> distinct vertices, packed keys."""
+  if features.ndim != 2 or features.shape[1] < 1:
+    raise ValueError(f"features must be [N, d] with d >= 1, got shape {features.shape}")
+  features = jax.lax.stop_gradient(features)
+  n, d = features.shape
+  keys, weights = _enclosing_simplex(features)
+  flat = keys.reshape(n * (d + 1), d)
+  q = (flat - jnp.mod(flat[:, :1], d + 1)) // (d + 1)
+  low, high = q.min(axis=0), q.max(axis=0)
+  spans = high - low + 1
+  # Largest packed key + 1 = (d+1)·prod(spans); float32 with a margin decides whether it fits.
+  size = np.float32(d + 1) * jnp.prod(spans.astype(jnp.float32))
+  fits = size < np.float32(2.0 ** 32 * (1 - 1e-4))
+  packed, _ = _pack(flat, low, spans)
+  ordered = jax.lax.sort(packed)
+  first = jnp.concatenate([jnp.ones((1,), bool), ordered[1:] != ordered[:-1]])
+  vertex = jnp.cumsum(first.astype(jnp.int32)) - 1
+  table = jnp.full((n * (d + 1),), _PAD, jnp.uint32).at[
+      jnp.where(first, vertex, n * (d + 1))].set(ordered, mode="drop", unique_indices=True)
+  num_vertices = vertex[-1] + 1
+  offsets = _lower_bound(table, num_vertices, packed)
+  return PackedVertices(offsets=offsets.reshape(n, d + 1), weights=weights, table=table, low=low,
+                        spans=spans, num_vertices=num_vertices, fits=fits)
+
+
+def _neighbour_steps(d: int) -> np.ndarray:
+  """[d+1, d]: along direction j all coordinates move -1 except j, which moves +d."""
+  step = np.full((d + 1, d), -1, np.int32)
+  for j in range(d):
+    step[j, j] = d
+  return step
+
+
+def _packed_lattice(vertices: PackedVertices, capacity: int) -> Lattice:
+  d = vertices.low.shape[0]
+  count = jnp.minimum(vertices.num_vertices, capacity)
+  size = vertices.table.shape[0]
+  table = (vertices.table[:capacity] if capacity <= size else
+           jnp.concatenate([vertices.table, jnp.full((capacity - size,), _PAD, jnp.uint32)]))
+  keys = _unpack(table, vertices.low, vertices.spans)                         # [C, d]
+  step = _neighbour_steps(d)
+  moved = jnp.stack([keys[None] + step[:, None], keys[None] - step[:, None]], axis=1)
+  queries, inside = _pack(moved, vertices.low, vertices.spans)                # [d+1, 2, C]
+  at = jnp.minimum(_lower_bound(table, count, queries), capacity - 1)
+  idx = jnp.arange(capacity)
+  found = inside & (at < count) & (table[at] == queries) & (idx < count)
+  return Lattice(offsets=jnp.minimum(vertices.offsets, capacity), weights=vertices.weights,
+                 neighbours=jnp.where(found, at, capacity), num_vertices=vertices.num_vertices,
+                 overflow=(vertices.num_vertices > capacity) | ~vertices.fits)
+
+
+def lattice(vertices: Vertices | PackedVertices, capacity: int) -> Lattice:
   """The blur neighbourhoods of the first `capacity` vertices; NaN outputs if M > capacity."""
-  d = vertices.sorted_keys.shape[1]
   if capacity < 1:
     raise ValueError(f"capacity must be >= 1, got {capacity}")
+  if isinstance(vertices, PackedVertices):
+    return _packed_lattice(vertices, capacity)
+  d = vertices.sorted_keys.shape[1]
   count = jnp.minimum(vertices.num_vertices, capacity)
   # Unique keys, sorted; unused rows hold the largest key so the table stays sorted.
   table = jnp.full((capacity, d), jnp.iinfo(jnp.int32).max, jnp.int32)
   table = table.at[jnp.where(vertices.first, vertices.vertex, capacity)].set(
       vertices.sorted_keys, mode="drop")
   # Neighbours along direction j: all coordinates -1 except j at +d (and the opposite).
-  step = np.full((d + 1, d), -1, np.int32)
-  for j in range(d):
-    step[j, j] = d
+  step = _neighbour_steps(d)
   queries = jnp.stack([table[None] + step[:, None], table[None] - step[:, None]], axis=1)
   neighbours = _find(table, count, queries)                                # [d+1, 2, C]
   idx = jnp.arange(capacity)
@@ -184,11 +302,28 @@ def lattice(vertices: Vertices, capacity: int) -> Lattice:
                  overflow=vertices.num_vertices > capacity)
 
 
-def build(features: jax.Array, capacity: int | None = None) -> Lattice:
-  """The lattice of features [N, d]; capacity None = (d+1)·N, which can never overflow."""
-  vertices = enumerate_vertices(features)
+PACKINGS = ("auto", "packed", "lexicographic")
+
+
+def build(features: jax.Array, capacity: int | None = None, packing: str = "auto") -> Lattice:
+  """The lattice of features [N, d]; capacity None = (d+1)·N, which can never overflow.
+
+  packing: "packed" (fast; NaN outputs if the keys do not fit 32 bits), "lexicographic" (any
+  range), or "auto": packed when it fits, chosen at run time (under jax.vmap both run).
+  """
+  if packing not in PACKINGS:
+    raise ValueError(f"packing must be one of {PACKINGS}, got {packing!r}")
+  if features.ndim != 2 or features.shape[1] < 1:
+    raise ValueError(f"features must be [N, d] with d >= 1, got shape {features.shape}")
   n, d = features.shape
-  return lattice(vertices, default_capacity(n, d) if capacity is None else int(capacity))
+  capacity = default_capacity(n, d) if capacity is None else int(capacity)
+  if packing == "lexicographic":
+    return lattice(enumerate_vertices(features), capacity)
+  packed = enumerate_packed(features)
+  if packing == "packed":
+    return lattice(packed, capacity)
+  return jax.lax.cond(packed.fits, lambda: lattice(packed, capacity),
+                      lambda: lattice(enumerate_vertices(features), capacity))
 
 
 def _splat(lattice: Lattice, values: jax.Array) -> jax.Array:
