@@ -16,8 +16,12 @@ Sections (run all, or pick with --sections):
             with align_corners=False, grid_sample synthesis, torch.optim.Adam), initialised
             from hcjax's weights so the first losses can be compared; NCHW and channels_last
             both timed (--torch-layout), the faster is the reference. Equal parameter counts
-            asserted; FLOPs per step from XLA's cost analysis of the compiled step. Median (and
+            asserted; GFLOP/s from the analytic convolution FLOPs (x3). Median (and
             best) of --steps steps after --warmup, round-robin.
+  convolutions  the U-Net's two 5x5 decoder convolutions (about 80% of its FLOPs) at the
+            train_step shapes, each pass alone: forward, input gradient, weight gradient; XLA
+            (jax.lax.conv_general_dilated and its VJPs) vs torch conv2d / conv2d_input /
+            conv2d_weight in channels_last. Median of --repeats/6 (at least 3) runs.
 Prints the machine and a markdown table per section for BENCHMARKS.md; the ratio is
 hcjax / torch (lower is better for times and memory). Run: python benchmarks/voxel_flow.py
 A section is a function bench_<name>(args) -> list[Row] registered in SECTIONS.
@@ -400,6 +404,8 @@ def bench_train_step(args) -> list[Row]:
       f"{name} " + ", ".join(f"{v:.6f}" for v in values) for name, values in losses.items()))
   flops = float(cost.get("flops", float("nan")))
   analytic = 3 * args.batch * conv_flops(args.size, args.width)
+  # XLA counts a loop body once, so its total misses most of the chunked weight gradients
+  # (hcjax.ops.convolution); the rate below uses the analytic convolution FLOPs.
   print(f"XLA cost analysis of the jitted step: {flops / 1e9:.2f} GFLOP/step "
         f"({flops / args.batch / 1e9:.2f} GFLOP/example), {cost.get('bytes accessed', 0) / 2**30:.1f} "
         f"GiB accessed; analytic convolutions x 3 (forward + 2 backward): {analytic / 1e9:.2f} "
@@ -417,8 +423,69 @@ def bench_train_step(args) -> list[Row]:
               fmt="{:.0f}"),
           Row("throughput, examples/s (higher is better)", args.batch / med["hcjax"],
               args.batch / ref_t),
-          Row("XLA FLOPs / median time, GFLOP/s (higher is better)", flops / med["hcjax"] / 1e9,
-              flops / ref_t / 1e9, fmt="{:.1f}")]
+          Row("convolution FLOPs / median time, GFLOP/s (higher is better)",
+              analytic / med["hcjax"] / 1e9, analytic / ref_t / 1e9, fmt="{:.1f}")]
+
+
+# --- convolutions --------------------------------------------------------------------------------
+
+def decoder_convs(size: int, width: int) -> dict[str, tuple[int, int, int, int]]:
+  """The U-Net's two 5x5 decoder convolutions, about 80% of its FLOPs: name -> (side, k, Cin, Cout)."""
+  return {"deconv2": (size // 2, 5, 6 * width, 2 * width), "deconv3": (size, 5, 3 * width, width)}
+
+
+def hcjax_conv_fns(batch: int, side: int, k: int, cin: int, cout: int):
+  """XLA's forward, input-gradient and weight-gradient convolutions (NHWC, HWIO), jitted."""
+  import jax  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(0)
+  x = jax.device_put(rng.standard_normal((batch, side, side, cin), np.float32))
+  w = jax.device_put(rng.standard_normal((k, k, cin, cout), np.float32) * 0.01)
+  dy = jax.device_put(rng.standard_normal((batch, side, side, cout), np.float32))
+  conv = lambda x, w: jax.lax.conv_general_dilated(x, w, (1, 1), "SAME",
+                                                   dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  forward = jax.jit(conv)
+  d_input = jax.jit(lambda x, w, dy: jax.vjp(lambda x: conv(x, w), x)[1](dy)[0])
+  d_weight = jax.jit(lambda x, w, dy: jax.vjp(lambda w: conv(x, w), w)[1](dy)[0])
+  return {"forward": lambda: jax.block_until_ready(forward(x, w)),
+          "d input": lambda: jax.block_until_ready(d_input(x, w, dy)),
+          "d weight": lambda: jax.block_until_ready(d_weight(x, w, dy))}
+
+
+def torch_conv_fns(batch: int, side: int, k: int, cin: int, cout: int):
+  """torch's (oneDNN) conv2d and its two gradients, channels_last."""
+  import torch  # pylint: disable=g-import-not-at-top
+  torch.set_num_threads(os.cpu_count())
+  rng = np.random.default_rng(0)
+  last = torch.channels_last
+  x = torch.from_numpy(rng.standard_normal((batch, cin, side, side), np.float32)).contiguous(
+      memory_format=last)
+  w = torch.from_numpy(rng.standard_normal((cout, cin, k, k), np.float32) * 0.01).contiguous(
+      memory_format=last)
+  dy = torch.from_numpy(rng.standard_normal((batch, cout, side, side), np.float32)).contiguous(
+      memory_format=last)
+  pad = k // 2
+  with_grad = torch.nn.grad
+  return {"forward": lambda: torch.nn.functional.conv2d(x, w, padding=pad),
+          "d input": lambda: with_grad.conv2d_input(x.shape, w, dy, padding=pad),
+          "d weight": lambda: with_grad.conv2d_weight(x, w.shape, dy, padding=pad)}
+
+
+def bench_convolutions(args) -> list[Row]:
+  """Where the train step's time goes: each pass of the dominant convolutions, alone."""
+  rows = []
+  for name, (side, k, cin, cout) in decoder_convs(args.size, args.width).items():
+    ours = hcjax_conv_fns(args.batch, side, k, cin, cout)
+    theirs = torch_conv_fns(args.batch, side, k, cin, cout)
+    fns = {**{("hcjax", p): f for p, f in ours.items()},
+           **{("torch", p): f for p, f in theirs.items()}}
+    times = interleaved_times(fns, max(3, args.repeats // 6), warmup=1)
+    gflop = 2.0 * args.batch * side * side * k * k * cin * cout / 1e9
+    for part in ours:
+      t_ours, t_theirs = (statistics.median(times[(lib, part)]) for lib in ("hcjax", "torch"))
+      rows.append(Row(f"{name} {k}x{k} {cin}->{cout} at {side}x{side}, {part}: ms "
+                      f"({gflop / t_ours:.0f} vs {gflop / t_theirs:.0f} GFLOP/s)",
+                      1e3 * t_ours, 1e3 * t_theirs, fmt="{:.0f}"))
+  return rows
 
 
 # --- sections ------------------------------------------------------------------------------------
@@ -429,6 +496,8 @@ SECTIONS = {
                  "{size}x{size}x3 -> {size}x{size}", "torch"),
     "train_step": (bench_train_step, "DVF U-Net train step (Adam) vs torch eager, B={batch}, "
                    "{size}x{size}, width {width}", "torch"),
+    "convolutions": (bench_convolutions, "The U-Net's 5x5 decoder convolutions, each pass alone, "
+                     "B={batch}, width {width}: XLA vs torch (oneDNN, channels_last)", "torch"),
 }
 
 

@@ -13,7 +13,8 @@ Two trunks (`variant`):
   shift. The decoder kernels are 3x3, 5x5, 5x5 as in that code (REFERENCES leaves them open).
 Both: truncated normal std 0.01 kernels, BN momentum 0.9997 and eps 1e-3, 2x2 max-pools, and
 bilinear x2 upsampling with half-pixel centres (PyTorch's align_corners=False; TF1's legacy
-resize_bilinear maps pixel corners instead, a sub-pixel shift of the decoder features).
+resize_bilinear maps pixel corners instead, a sub-pixel shift of the decoder features). The
+convolutions take their weight gradients from `hcjax.ops.convolution` (2-4x faster on CPU).
 
 `MultiScaleVoxelFlow` is the paper's coarse-to-fine variant, absent from both releases; see there.
 """
@@ -27,6 +28,7 @@ import jax
 import jax.numpy as jnp
 
 from hcjax.ops import sampling
+from hcjax.ops.convolution import conv_general_dilated
 from hcjax.ops.pooling import max_pool
 
 VARIANTS = ("tf", "unet")
@@ -79,7 +81,8 @@ def _encoder_decoder(x: jax.Array, train: bool, *, variant: str, width: int,
   """The trunk, its layers created in the calling module: [B, H, W, C] -> [B, H, W, width]."""
   def conv_bn(x, features, kernel, name):
     x = nn.Conv(features, (kernel, kernel), padding="SAME", use_bias=False,
-                kernel_init=KERNEL_INIT, dtype=dtype, name=name)(x)
+                kernel_init=KERNEL_INIT, dtype=dtype, name=name,
+                conv_general_dilated=conv_general_dilated)(x)
     x = nn.BatchNorm(use_running_average=not train, momentum=bn_momentum, epsilon=BN_EPSILON,
                      use_scale=variant == "unet", dtype=dtype, name=f"{name}_bn")(x)
     return nn.relu(x)
@@ -104,8 +107,8 @@ def _encoder_decoder(x: jax.Array, train: bool, *, variant: str, width: int,
 
 def _output_conv(x: jax.Array, dtype: Any, name: str) -> jax.Array:
   """5x5 conv to 3 channels (2 flow, 1 mask) before the tanh, no BN; float32 out."""
-  return nn.Conv(3, (5, 5), padding="SAME", kernel_init=KERNEL_INIT, dtype=dtype,
-                 name=name)(x).astype(jnp.float32)
+  return nn.Conv(3, (5, 5), padding="SAME", kernel_init=KERNEL_INIT, dtype=dtype, name=name,
+                 conv_general_dilated=conv_general_dilated)(x).astype(jnp.float32)
 
 
 def synthesize(frames: jax.Array, flow: jax.Array, mask: jax.Array,

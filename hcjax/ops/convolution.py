@@ -1,0 +1,130 @@
+"""2-D convolution whose weight gradient is fast on CPU; a drop-in for lax.conv_general_dilated.
+
+XLA's CPU backend computes a convolution's weight gradient as another convolution, with the
+output gradient as a kernel as large as the image: 4 to 7x slower than the forward pass at the
+5x5, 64-384-channel layers of the DVF U-Net (oneDNN in torch takes about the forward's time).
+Here the weight gradient of a stride-1 NHWC/HWIO convolution is instead one GEMM per chunk of
+rows:
+
+    dW[i, j, ci, co] = sum_{b, p} X[b, p + i·Wp + j, ci] · G[b, p, co]
+
+with X the zero-padded input and G the output gradient both flattened over (row, column) of a
+Wp-wide padded grid (G zero outside the output), so that a kernel offset is a shift along one
+axis. A chunk stacks the kw column shifts of X ([rows, kw·Ci]) and the kh row shifts of G
+([rows, kh·Co]) and contracts them over (batch, rows) in one matrix product, 2-4x faster than
+XLA's own. Elsewhere (GPU, TPU) and for strided, dilated or grouped convolutions the native
+gradient is used; the forward pass and the input gradient are XLA's on every platform.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+_NHWC = ("NHWC", "HWIO", "NHWC")
+_CHUNK_ROWS = 4096   # rows of the padded grid per GEMM, over the whole batch (at least)
+
+
+def _native(x: jax.Array, w: jax.Array, pads, precision) -> jax.Array:
+  return lax.conv_general_dilated(x, w, (1, 1), pads, dimension_numbers=_NHWC, precision=precision)
+
+
+def weight_gradient(x: jax.Array, g: jax.Array, kernel: tuple[int, int],
+                    pads: Sequence[tuple[int, int]], precision=None) -> jax.Array:
+  """dLoss/dW [kh, kw, Ci, Co] of a stride-1 convolution from x [B, H, W, Ci] and g [B, Ho, Wo, Co].
+
+  Computed in float32 as chunked GEMMs (see the module docstring); the batch axis stays a
+  contraction axis, so a batch-sharded x and g give partial sums and one all-reduce, as the
+  native gradient does.
+  """
+  (kh, kw), ((top, bottom), (left, right)) = kernel, pads
+  b, _, _, ci = x.shape
+  co = g.shape[-1]
+  xp = jnp.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)))
+  hp, wp = xp.shape[1:3]
+  if g.shape[1:3] != (hp - kh + 1, wp - kw + 1):
+    raise ValueError(f"output gradient {g.shape} does not match input {x.shape}, kernel "
+                     f"{kernel} and padding {pads}")
+  size = hp * wp
+  tail = (kh - 1) * wp                                   # rows a chunk reads past its end
+  rows = min(size, max(4 * tail, -(-_CHUNK_ROWS // b), 256))
+  chunks = -(-size // rows)
+  flat_x = jnp.pad(xp.reshape(b, size, ci), ((0, 0), (0, chunks * rows + tail + kw - 1 - size),
+                                             (0, 0)))
+  gp = jnp.pad(g, ((0, 0), (0, kh - 1), (0, kw - 1), (0, 0)))      # zero outside the output
+  flat_g = jnp.pad(gp.reshape(b, size, co), ((0, 0), (0, chunks * rows - size), (0, 0)))
+
+  def chunk(c, total):
+    start = c * rows
+    xs = lax.dynamic_slice_in_dim(flat_x, start, rows + tail + kw - 1, axis=1)
+    gs = lax.dynamic_slice_in_dim(flat_g, start, rows, axis=1)
+    x_cols = jnp.concatenate([xs[:, j:j + rows + tail] for j in range(kw)], axis=2)
+    g_rows = jnp.concatenate([jnp.pad(gs, ((0, 0), (i * wp, tail - i * wp), (0, 0)))
+                              for i in range(kh)], axis=2)
+    n = b * (rows + tail)
+    return total + lax.dot_general(x_cols.reshape(n, kw * ci), g_rows.reshape(n, kh * co),
+                                   (((0,), (0,)), ((), ())), precision=precision,
+                                   preferred_element_type=jnp.float32)
+
+  total = lax.fori_loop(0, chunks, chunk, jnp.zeros((kw * ci, kh * co), jnp.float32))
+  return total.reshape(kw, ci, kh, co).transpose(2, 0, 1, 3)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def _conv(x: jax.Array, w: jax.Array, pads, precision) -> jax.Array:
+  return _native(x, w, pads, precision)
+
+
+def _conv_fwd(x, w, pads, precision):
+  return _native(x, w, pads, precision), (x, w)
+
+
+def _conv_bwd(pads, precision, residuals, g):
+  x, w = residuals
+  dx = jax.vjp(lambda x: _native(x, w, pads, precision), x)[1](g)[0]
+  native_dw = lambda x, g: jax.vjp(lambda w: _native(x, w, pads, precision), w)[1](g)[0]
+  gemm_dw = lambda x, g: weight_gradient(x, g, w.shape[:2], pads, precision).astype(w.dtype)
+  dw = lax.platform_dependent(x, g, cpu=gemm_dw, default=native_dw)
+  return dx, dw
+
+
+_conv.defvjp(_conv_fwd, _conv_bwd)
+
+
+def _is_one(values) -> bool:
+  return values is None or all(v == 1 for v in values)
+
+
+def conv_general_dilated(lhs: jax.Array, rhs: jax.Array, window_strides: Sequence[int],
+                         padding, lhs_dilation=None, rhs_dilation=None, dimension_numbers=None,
+                         feature_group_count: int = 1, batch_group_count: int = 1,
+                         precision=None, preferred_element_type=None) -> jax.Array:
+  """lax.conv_general_dilated, with the fast CPU weight gradient where it applies.
+
+  Pass it to flax: nn.Conv(..., conv_general_dilated=conv_general_dilated). It applies to
+  2-D NHWC/HWIO convolutions with unit strides and dilations, one group, a kernel larger than
+  1x1 and no negative padding; anything else is lax.conv_general_dilated itself.
+  """
+  native = functools.partial(
+      lax.conv_general_dilated, lhs, rhs, window_strides, padding, lhs_dilation=lhs_dilation,
+      rhs_dilation=rhs_dilation, dimension_numbers=dimension_numbers,
+      feature_group_count=feature_group_count, batch_group_count=batch_group_count,
+      precision=precision, preferred_element_type=preferred_element_type)
+  if lhs.ndim != 4 or rhs.ndim != 4:
+    return native()
+  numbers = lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)
+  if (numbers != lax.conv_dimension_numbers(lhs.shape, rhs.shape, _NHWC)
+      or not (_is_one(window_strides) and _is_one(lhs_dilation) and _is_one(rhs_dilation))
+      or feature_group_count != 1 or batch_group_count != 1
+      or preferred_element_type is not None or rhs.shape[0] * rhs.shape[1] == 1):
+    return native()
+  pads = (lax.padtype_to_pads(lhs.shape[1:3], rhs.shape[:2], (1, 1), padding)
+          if isinstance(padding, str) else padding)
+  pads = tuple((int(lo), int(hi)) for lo, hi in pads)
+  if any(p < 0 for pair in pads for p in pair):
+    return native()
+  return _conv(lhs, rhs, pads, precision)
