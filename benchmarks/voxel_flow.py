@@ -20,7 +20,8 @@ Sections (run all, or pick with --sections):
             best) of --steps steps after --warmup, round-robin.
   convolutions  the U-Net's two 5x5 decoder convolutions (about 80% of its FLOPs) at the
             train_step shapes, each pass alone: forward, input gradient, weight gradient; XLA
-            (jax.lax.conv_general_dilated and its VJPs) vs torch conv2d / conv2d_input /
+            (jax.lax.conv_general_dilated and its VJPs, and the weight gradient of
+            hcjax.ops.convolution that the models use) vs torch conv2d / conv2d_input /
             conv2d_weight in channels_last. Median of --repeats/6 (at least 3) runs.
 Prints the machine and a markdown table per section for BENCHMARKS.md; the ratio is
 hcjax / torch (lower is better for times and memory). Run: python benchmarks/voxel_flow.py
@@ -435,8 +436,10 @@ def decoder_convs(size: int, width: int) -> dict[str, tuple[int, int, int, int]]
 
 
 def hcjax_conv_fns(batch: int, side: int, k: int, cin: int, cout: int):
-  """XLA's forward, input-gradient and weight-gradient convolutions (NHWC, HWIO), jitted."""
+  """XLA's forward, input-gradient and weight-gradient convolutions (NHWC, HWIO), jitted, and
+  the weight gradient hcjax's models use (hcjax.ops.convolution)."""
   import jax  # pylint: disable=g-import-not-at-top
+  from hcjax.ops import convolution  # pylint: disable=g-import-not-at-top
   rng = np.random.default_rng(0)
   x = jax.device_put(rng.standard_normal((batch, side, side, cin), np.float32))
   w = jax.device_put(rng.standard_normal((k, k, cin, cout), np.float32) * 0.01)
@@ -446,9 +449,14 @@ def hcjax_conv_fns(batch: int, side: int, k: int, cin: int, cout: int):
   forward = jax.jit(conv)
   d_input = jax.jit(lambda x, w, dy: jax.vjp(lambda x: conv(x, w), x)[1](dy)[0])
   d_weight = jax.jit(lambda x, w, dy: jax.vjp(lambda w: conv(x, w), w)[1](dy)[0])
+  fast = jax.jit(lambda x, w, dy: jax.vjp(
+      lambda w: convolution.conv_general_dilated(x, w, (1, 1), "SAME",
+                                                 dimension_numbers=("NHWC", "HWIO", "NHWC")),
+      w)[1](dy)[0])
   return {"forward": lambda: jax.block_until_ready(forward(x, w)),
           "d input": lambda: jax.block_until_ready(d_input(x, w, dy)),
-          "d weight": lambda: jax.block_until_ready(d_weight(x, w, dy))}
+          "d weight": lambda: jax.block_until_ready(d_weight(x, w, dy)),
+          "d weight, hcjax.ops.convolution": lambda: jax.block_until_ready(fast(x, w, dy))}
 
 
 def torch_conv_fns(batch: int, side: int, k: int, cin: int, cout: int):
@@ -481,7 +489,8 @@ def bench_convolutions(args) -> list[Row]:
     times = interleaved_times(fns, max(3, args.repeats // 6), warmup=1)
     gflop = 2.0 * args.batch * side * side * k * k * cin * cout / 1e9
     for part in ours:
-      t_ours, t_theirs = (statistics.median(times[(lib, part)]) for lib in ("hcjax", "torch"))
+      t_ours = statistics.median(times[("hcjax", part)])
+      t_theirs = statistics.median(times[("torch", part.split(",")[0])])
       rows.append(Row(f"{name} {k}x{k} {cin}->{cout} at {side}x{side}, {part}: ms "
                       f"({gflop / t_ours:.0f} vs {gflop / t_theirs:.0f} GFLOP/s)",
                       1e3 * t_ours, 1e3 * t_theirs, fmt="{:.0f}"))

@@ -242,8 +242,13 @@ def enumerate_packed(features: jax.Array) -> PackedVertices:
   size = np.float32(d + 1) * jnp.prod(spans.astype(jnp.float32))
   fits = size < np.float32(2.0 ** 32 * (1 - 1e-4))
   packed, _ = _pack(flat, low, spans)
-  ordered = jax.lax.sort(packed)
-  first = jnp.concatenate([jnp.ones((1,), bool), ordered[1:] != ordered[:-1]])
+  # Neighbouring points share most vertices: a key the previous point also has is sorted as
+  # _PAD, which sorts faster and leaves every distinct key present once at least.
+  per_point = packed.reshape(n, d + 1)
+  seen = jnp.any(per_point[1:, :, None] == per_point[:-1, None, :], axis=2)
+  ordered = jax.lax.sort(jnp.where(jnp.concatenate([jnp.zeros((1, d + 1), bool), seen]),
+                                   _PAD, per_point).reshape(-1))
+  first = jnp.concatenate([jnp.ones((1,), bool), ordered[1:] != ordered[:-1]]) & (ordered != _PAD)
   vertex = jnp.cumsum(first.astype(jnp.int32)) - 1
   table = jnp.full((n * (d + 1),), _PAD, jnp.uint32).at[
       jnp.where(first, vertex, n * (d + 1))].set(ordered, mode="drop", unique_indices=True)
