@@ -66,3 +66,18 @@ def test_flax_conv_drop_in_and_fallbacks():
     for a, b in zip(jax.tree.leaves(jax.grad(loss)(params, fast)),
                     jax.tree.leaves(jax.grad(loss)(params, plain))):
       np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-4)
+
+
+def test_a_batch_sharded_weight_gradient_is_reduced_not_gathered():
+  from jax.sharding import AxisType, NamedSharding, PartitionSpec  # pylint: disable=g-import-not-at-top
+  mesh = jax.make_mesh((len(jax.devices()),), ("data",), axis_types=(AxisType.Auto,))
+  sharding = NamedSharding(mesh, PartitionSpec("data"))
+  rng = np.random.default_rng(3)
+  batch = 2 * len(jax.devices())
+  x = rng.normal(size=(batch, 10, 12, 4)).astype(np.float32)
+  g = rng.normal(size=(batch, 10, 12, 6)).astype(np.float32)
+  fn = jax.jit(lambda x, g: convolution.weight_gradient(x, g, (3, 3), ((1, 1), (1, 1))))
+  args = (jax.device_put(x, sharding), jax.device_put(g, sharding))
+  np.testing.assert_allclose(fn(*args), fn(x, g), rtol=1e-5, atol=1e-4)
+  text = fn.lower(*args).compile().as_text()
+  assert "all-gather" not in text and "all-reduce" in text

@@ -39,7 +39,7 @@ def weight_gradient(x: jax.Array, g: jax.Array, kernel: tuple[int, int],
 
   Computed in float32 as chunked GEMMs (see the module docstring); the batch axis stays a
   contraction axis, so a batch-sharded x and g give partial sums and one all-reduce, as the
-  native gradient does.
+  native gradient does (a test checks there is no all-gather).
   """
   (kh, kw), ((top, bottom), (left, right)) = kernel, pads
   b, _, _, ci = x.shape

@@ -129,9 +129,10 @@ def mean_field(unary: jax.Array, image: jax.Array, *,
   method: "lattice" (permutohedral, any size) or "exact" (dense O(N²) Gaussian, small images).
   lattice_capacity: lattice vertices reserved per image for the bilateral kernel, as a multiple
     of H·W. None (default): the batch uses the smallest of capacity_tiers() all its images fit
-    in, so nothing can overflow (under an outer jax.vmap the choice becomes a select that runs
-    every size: prefer batching through B). A number fixes the size; an image that overflows
-    it gets NaN, never a silently truncated filter.
+    in (the largest when some image's lattice keys do not pack into 32 bits, see
+    permutohedral), so nothing can overflow (under an outer jax.vmap the choice becomes a
+    select that runs every size: prefer batching through B). A number fixes the size; an
+    image that overflows it gets NaN, never a silently truncated filter.
   return_logits: return the last logits (whose softmax is Q) instead of Q, e.g. for a
     cross-entropy loss.
   """

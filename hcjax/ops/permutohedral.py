@@ -14,10 +14,11 @@ keys, splat is a segment sum, blur and slice are gathers. Two ways to sort the k
   fits in 32 bits (natural images under the usual kernels need 20-31) the keys are sorted alone
   as one uint32 each, about 10x faster on CPU than a d-column sort that carries a permutation;
   each point finds its vertices by binary search instead.
-* lexicographic: the d int32 columns plus the permutation; any range. `build` picks packed
-  whenever it fits. The number of distinct
-vertices M is only known at run time; the arrays have a static `capacity`. The default capacity
-(d+1)·N can never overflow. A smaller one is faster; if M exceeds it the output is NaN (never a
+* lexicographic: the d int32 columns plus the permutation; any range.
+
+`build` (and `hcjax.ops.dense_crf`) pick packed whenever it fits. The number of distinct vertices
+M is only known at run time; the arrays have a static `capacity`. The default capacity (d+1)·N
+can never overflow. A smaller one is faster; if M exceeds it the output is NaN (never a
 silently truncated filter) and `Lattice.overflow` says so.
 
 The filter is linear in the values; its custom VJP is the exact transpose: the same lattice with
