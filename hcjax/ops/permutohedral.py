@@ -151,14 +151,18 @@ class Vertices(NamedTuple):
   num_vertices: jax.Array  # int32 []: M
 
 
-def enumerate_vertices(features: jax.Array) -> Vertices:
-  """Features [N, d] (already divided by the kernel widths) -> their distinct simplex vertices."""
+def _vertex_keys(features: jax.Array) -> tuple[int, int, jax.Array, jax.Array]:
+  """Features [N, d] -> (N, d, every enclosing vertex's key int32 [(d+1)·N, d], weights [N, d+1])."""
   if features.ndim != 2 or features.shape[1] < 1:
     raise ValueError(f"features must be [N, d] with d >= 1, got shape {features.shape}")
-  features = jax.lax.stop_gradient(features)
   n, d = features.shape
-  keys, weights = _enclosing_simplex(features)
-  flat = keys.reshape(n * (d + 1), d)
+  keys, weights = _enclosing_simplex(jax.lax.stop_gradient(features))
+  return n, d, keys.reshape(n * (d + 1), d), weights
+
+
+def enumerate_vertices(features: jax.Array) -> Vertices:
+  """Features [N, d] (already divided by the kernel widths) -> their distinct simplex vertices."""
+  n, d, flat, weights = _vertex_keys(features)
   order = jnp.arange(n * (d + 1), dtype=jnp.int32)
   sorted_all = jax.lax.sort([flat[:, c] for c in range(d)] + [order], num_keys=d)
   sorted_keys = jnp.stack(sorted_all[:d], axis=1)
@@ -230,12 +234,7 @@ def _lower_bound(table: jax.Array, count: jax.Array, queries: jax.Array) -> jax.
 
 def enumerate_packed(features: jax.Array) -> PackedVertices:
   """Features [N, d] (already divided by the kernel widths) -> distinct vertices, packed keys."""
-  if features.ndim != 2 or features.shape[1] < 1:
-    raise ValueError(f"features must be [N, d] with d >= 1, got shape {features.shape}")
-  features = jax.lax.stop_gradient(features)
-  n, d = features.shape
-  keys, weights = _enclosing_simplex(features)
-  flat = keys.reshape(n * (d + 1), d)
+  n, d, flat, weights = _vertex_keys(features)
   q = (flat - jnp.mod(flat[:, :1], d + 1)) // (d + 1)
   low, high = q.min(axis=0), q.max(axis=0)
   spans = high - low + 1
