@@ -81,3 +81,25 @@ def test_a_batch_sharded_weight_gradient_is_reduced_not_gathered():
   np.testing.assert_allclose(fn(*args), fn(x, g), rtol=1e-5, atol=1e-4)
   text = fn.lower(*args).compile().as_text()
   assert "all-gather" not in text and "all-reduce" in text
+
+
+@pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.complex64])
+def test_low_precision_and_complex_inputs(dtype):
+  """bfloat16 takes the fast path (float32 accumulation); complex falls back to XLA's own."""
+  rng = np.random.default_rng(4)
+  x = jnp.asarray(rng.normal(size=(2, 7, 9, 3)) + (1j * rng.normal(size=(2, 7, 9, 3))
+                                                    if dtype == jnp.complex64 else 0), dtype)
+  w = jnp.asarray(rng.normal(size=(3, 3, 3, 2)) + (1j * rng.normal(size=(3, 3, 3, 2))
+                                                    if dtype == jnp.complex64 else 0), dtype)
+  fast = lambda x, w: convolution.conv_general_dilated(x, w, (1, 1), "SAME",
+                                                       dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  g = jnp.ones(fast(x, w).shape, dtype)
+  ours = jax.jit(lambda x, w: jax.vjp(fast, x, w)[1](g))(x, w)
+  theirs = jax.vjp(lambda x, w: _native(x, w, "SAME"), x, w)[1](g)
+  for a, b in zip(ours, theirs):
+    assert a.dtype == b.dtype == dtype
+    tol = 5e-2 if dtype == jnp.bfloat16 else 1e-5
+    np.testing.assert_allclose(np.asarray(a, np.complex64), np.asarray(b, np.complex64),
+                               rtol=tol, atol=tol * 10)
+  empty = jnp.zeros((0, 5, 5, 3), jnp.float32)
+  assert fast(empty, jnp.ones((3, 3, 3, 2))).shape == (0, 5, 5, 2)

@@ -144,3 +144,10 @@ def test_lower_bound_equals_numpy_searchsorted():
                               np.array([0, 2 ** 32 - 2], np.uint32)])
     got = search(jnp.asarray(table), jnp.int32(count), jnp.asarray(queries))
     np.testing.assert_array_equal(got, np.searchsorted(table[:count], queries, side="left"))
+  # A full table, and counts just past a power of two, where a float32 log2 would round the
+  # number of steps down and miss the last key.
+  for size in (1, 2, 3, 4, 2 ** 21 + 1, 2 ** 22 + 1):
+    table = (np.arange(size, dtype=np.uint32) * 3 + 1)
+    queries = np.concatenate([table[-3:], table[-1:] + 1, table[:1] - 1])
+    got = search(jnp.asarray(table), jnp.int32(size), jnp.asarray(queries))
+    np.testing.assert_array_equal(got, np.searchsorted(table, queries, side="left"))

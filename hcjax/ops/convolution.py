@@ -27,6 +27,7 @@ from jax import lax
 
 _NHWC = ("NHWC", "HWIO", "NHWC")
 _CHUNK_ROWS = 4096   # rows of the padded grid per GEMM, over the whole batch (at least)
+_REAL_DTYPES = (jnp.dtype(jnp.float32), jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float16))
 
 
 def _native(x: jax.Array, w: jax.Array, pads, precision) -> jax.Array:
@@ -106,8 +107,9 @@ def conv_general_dilated(lhs: jax.Array, rhs: jax.Array, window_strides: Sequenc
   """lax.conv_general_dilated, with the fast CPU weight gradient where it applies.
 
   Pass it to flax: nn.Conv(..., conv_general_dilated=conv_general_dilated). It applies to
-  2-D NHWC/HWIO convolutions with unit strides and dilations, one group, a kernel larger than
-  1x1 and no negative padding; anything else is lax.conv_general_dilated itself. The fast
+  2-D NHWC/HWIO convolutions of float32 / bfloat16 / float16 arrays with unit strides and
+  dilations, one group, a kernel larger than 1x1, a non-empty batch and no negative padding
+  (the GEMMs accumulate in float32); anything else is lax.conv_general_dilated itself. The fast
   path is differentiable in reverse mode (a custom VJP; jax.jvp of it raises).
   """
   native = functools.partial(
@@ -115,7 +117,8 @@ def conv_general_dilated(lhs: jax.Array, rhs: jax.Array, window_strides: Sequenc
       rhs_dilation=rhs_dilation, dimension_numbers=dimension_numbers,
       feature_group_count=feature_group_count, batch_group_count=batch_group_count,
       precision=precision, preferred_element_type=preferred_element_type)
-  if lhs.ndim != 4 or rhs.ndim != 4:
+  if (lhs.ndim != 4 or rhs.ndim != 4 or lhs.shape[0] == 0
+      or not all(t.dtype in _REAL_DTYPES for t in (lhs, rhs))):
     return native()
   numbers = lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)
   if (numbers != lax.conv_dimension_numbers(lhs.shape, rhs.shape, _NHWC)

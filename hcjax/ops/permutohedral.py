@@ -216,11 +216,12 @@ def _unpack(packed: jax.Array, low: jax.Array, spans: jax.Array) -> jax.Array:
 def _lower_bound(table: jax.Array, count: jax.Array, queries: jax.Array) -> jax.Array:
   """First index i < count with table[i] >= query (count if none); table [C] sorted.
 
-  A branchless binary search over the first `count` entries only: ceil(log2(count + 1)) steps,
+  A branchless binary search over the first `count` entries only: bit_length(count) steps,
   each a gather and one select on a single position array, so the padded tail is never touched
   and little memory moves per step.
   """
-  steps = jnp.ceil(jnp.log2(count.astype(jnp.float32) + 1.0)).astype(jnp.int32)
+  count = jnp.asarray(count, jnp.int32)
+  steps = 32 - jax.lax.clz(count)          # bit length: 2^steps > count, exactly (no float log2)
   last = table.shape[0] - 1
 
   def halve(i, pos):
