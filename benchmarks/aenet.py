@@ -30,13 +30,12 @@ import importlib.util
 import math
 import os
 import re
-import statistics
 import time
 from typing import Any, Callable
 
 import numpy as np
 
-from voxel_flow import Row, interleaved_times, machine, print_table
+from voxel_flow import Row, interleaved_times, machine, print_table, train_step_rows
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -278,20 +277,8 @@ def report(args, step: TrainerStep, first: dict[str, float], times: dict[str, li
         f"({flops / args.batch / 1e9:.2f} GFLOP/example), "
         f"{step.cost.get('bytes accessed', 0) / 2**30:.1f} GiB accessed; XLA's peak estimate "
         f"{hcjax_bytes(step) / 2**30:.2f} GiB.")
-  med = {name: statistics.median(t) for name, t in times.items()}
-  print(f"Train step over {args.steps} steps, median (best) ms: " + ", ".join(
-      f"{name} {1e3 * med[name]:.0f} ({1e3 * min(times[name]):.0f})" for name in times) + ".")
-  reference = min((k for k in times if k != "hcjax"), key=med.get)
-  print(f"Reference: {reference} (the faster torch layout).")
-  ref = med[reference]
-  return [Row("parameters", step.num_params, n_torch, fmt="{:,.0f}"),
-          Row("train step, median ms", 1e3 * med["hcjax"], 1e3 * ref, fmt="{:.0f}"),
-          Row("train step, best ms", 1e3 * min(times["hcjax"]), 1e3 * min(times[reference]),
-              fmt="{:.0f}"),
-          Row("throughput, images/s (higher is better)", args.batch / med["hcjax"],
-              args.batch / ref),
-          Row("XLA FLOPs / median time, GFLOP/s (higher is better)", flops / med["hcjax"] / 1e9,
-              flops / ref / 1e9, fmt="{:.1f}")]
+  return train_step_rows(times, (step.num_params, n_torch), args.batch, flops, unit="images",
+                         flops_label="XLA FLOPs")
 
 
 def layouts(choice: str) -> dict[str, bool]:

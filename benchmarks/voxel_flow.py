@@ -412,26 +412,33 @@ def bench_train_step(args) -> list[Row]:
         f"GiB accessed; analytic convolutions x 3 (forward + 2 backward): {analytic / 1e9:.2f} "
         f"GFLOP/step.")
   times = interleaved_times(fns, args.steps, warmup=max(args.warmup - 2, 0))
+  return train_step_rows(times, (n_ours, n_theirs), args.batch, analytic, unit="examples",
+                         flops_label="convolution FLOPs")
+
+
+def train_step_rows(times: dict[str, list[float]], params: tuple[int, int], batch: int,
+                    flops: float, *, unit: str, flops_label: str) -> list[Row]:
+  """A train-step table from step times (s) of "hcjax" and torch layouts; the faster torch
+  layout (by median) is the reference. Prints the medians and which layout that was."""
   med = {name: statistics.median(t) for name, t in times.items()}
-  print(f"Train step over {args.steps} steps, median (best) ms: " + ", ".join(
-      f"{name} {1e3 * med[name]:.0f} ({1e3 * min(times[name]):.0f})" for name in fns) + ".")
-  reference = min((k for k in fns if k != "hcjax"), key=med.get)
+  print(f"Train step over {len(times['hcjax'])} steps, median (best) ms: " + ", ".join(
+      f"{name} {1e3 * med[name]:.0f} ({1e3 * min(times[name]):.0f})" for name in times) + ".")
+  reference = min((k for k in times if k != "hcjax"), key=med.get)
   print(f"Reference: {reference} (the faster torch layout).")
-  ref_t = med[reference]
-  return [Row("parameters", n_ours, n_theirs, fmt="{:,.0f}"),
-          Row("train step, median ms", 1e3 * med["hcjax"], 1e3 * ref_t, fmt="{:.0f}"),
+  ref = med[reference]
+  return [Row("parameters", *params, fmt="{:,.0f}"),
+          Row("train step, median ms", 1e3 * med["hcjax"], 1e3 * ref, fmt="{:.0f}"),
           Row("train step, best ms", 1e3 * min(times["hcjax"]), 1e3 * min(times[reference]),
               fmt="{:.0f}"),
-          Row("throughput, examples/s (higher is better)", args.batch / med["hcjax"],
-              args.batch / ref_t),
-          Row("convolution FLOPs / median time, GFLOP/s (higher is better)",
-              analytic / med["hcjax"] / 1e9, analytic / ref_t / 1e9, fmt="{:.1f}")]
+          Row(f"throughput, {unit}/s (higher is better)", batch / med["hcjax"], batch / ref),
+          Row(f"{flops_label} / median time, GFLOP/s (higher is better)",
+              flops / med["hcjax"] / 1e9, flops / ref / 1e9, fmt="{:.1f}")]
 
 
 # --- convolutions --------------------------------------------------------------------------------
 
 def decoder_convs(size: int, width: int) -> dict[str, tuple[int, int, int, int]]:
-  """The U-Net's two 5x5 decoder convolutions, about 80% of its FLOPs: name -> (side, k, Cin, Cout)."""
+  """The U-Net's two 5x5 decoder convs (about 80% of its FLOPs): name -> (side, k, Cin, Cout)."""
   return {"deconv2": (size // 2, 5, 6 * width, 2 * width), "deconv3": (size, 5, 3 * width, width)}
 
 
