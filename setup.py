@@ -1,5 +1,8 @@
 """hcjax: human-centric vision systems in JAX/Flax."""
+import os
+
 import setuptools
+from setuptools.command.build_ext import build_ext
 
 RUNTIME = [
     "jax>=0.7",
@@ -37,6 +40,35 @@ TEST = [
     "portpicker",
 ]
 
+
+
+class BuildCpuKernels(build_ext):
+  """Compiles the XLA FFI CPU kernels against the FFI headers jaxlib ships (a build
+  requirement in pyproject.toml). The extension is optional: without a C++17 compiler the
+  install goes on and the ops use their pure-XLA paths (hcjax.ops.cpu_kernels says why)."""
+
+  def build_extensions(self):
+    try:
+      import jaxlib  # pylint: disable=import-outside-toplevel
+    except ImportError:
+      print("hcjax: jaxlib is not importable at build time; skipping the CPU kernels")
+      self.extensions = []
+      return
+    include = os.path.join(os.path.dirname(jaxlib.__file__), "include")
+    for ext in self.extensions:
+      ext.include_dirs.append(include)
+      ext.define_macros.append(("HCJAX_JAXLIB_VERSION", f'"{jaxlib.__version__}"'))
+    super().build_extensions()
+
+
+CPU_KERNELS = setuptools.Extension(
+    "hcjax.ops._cpu_kernels",
+    sources=["hcjax/ops/csrc/bilinear_sample.cc"],
+    language="c++",
+    extra_compile_args=["-O3", "-std=c++17"],
+    optional=True,
+)
+
 setuptools.setup(
     name="hcjax",
     version="0.1.0",
@@ -46,4 +78,6 @@ setuptools.setup(
     install_requires=RUNTIME,
     extras_require={"test": TEST},
     entry_points={"console_scripts": ["hcjax=hcjax.cli:run"]},
+    ext_modules=[CPU_KERNELS],
+    cmdclass={"build_ext": BuildCpuKernels},
 )

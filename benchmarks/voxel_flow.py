@@ -72,10 +72,14 @@ def machine() -> str:
 
 
 def interleaved_times(fns: dict[object, Callable[[], object]], repeats: int,
-                      warmup: int = 3) -> dict[object, list[float]]:
+                      warmup: int = 3, settle: int = 0) -> dict[object, list[float]]:
   """Wall times (s) of each fn over `repeats` rounds, after `warmup` untimed calls each.
 
-  Round-robin, so a busy spell on a shared machine hits every candidate alike.
+  Round-robin, so a busy spell on a shared machine hits every candidate alike. In each round a
+  candidate first makes `settle` untimed calls: torch's OpenMP workers spin on the cores for a
+  while after an op (XLA's pool briefly), which slows whatever runs next in the process by up
+  to 2x on a 2-core machine, a cost neither library has when it runs alone. Use it for
+  millisecond ops; for second-long steps the spin is noise.
   """
   for fn in fns.values():
     for _ in range(warmup):
@@ -83,6 +87,8 @@ def interleaved_times(fns: dict[object, Callable[[], object]], repeats: int,
   times = {name: [] for name in fns}
   for _ in range(repeats):
     for name, fn in fns.items():
+      for _ in range(settle):
+        fn()
       start = time.perf_counter()
       fn()
       times[name].append(time.perf_counter() - start)
@@ -222,7 +228,7 @@ def bench_sampling(args) -> list[Row]:
   ours, theirs = hcjax_sampling_fns(*problem), torch_sampling_fns(*problem)
   fns = {(name, kind): fn for name, pair in (("hcjax", ours), ("torch", theirs))
          for kind, fn in zip(("forward", "forward + backward"), pair)}
-  times = interleaved_times(fns, args.repeats)
+  times = interleaved_times(fns, args.repeats, settle=2)
   ms = lambda stat, key: 1e3 * stat(times[key])
   print("Best of {}, ms: ".format(args.repeats) + ", ".join(
       f"{name} {kind} {ms(min, (name, kind)):.2f}" for name, kind in fns) + ".")

@@ -13,9 +13,18 @@ forward pass gathers the four corners of each output pixel, one row each (XLA's 
 scatter loops are several times faster on short contiguous rows than on 2x2 windows). The image
 gradient is the transpose: one scatter-add of weight·cotangent per corner pair (left and right
 corners are 2·C contiguous floats), nothing dense or one-hot; the coordinate gradient is the
-analytic derivative of the bilinear weights, formed from the corners the forward pass holds.
+analytic derivative of the bilinear weights, which the forward pass of a differentiated call
+keeps per channel (dx, dy) so that the backward pass never reads the image again.
 "zeros" reads a copy of the image inside a ring of zero pixels. `bilinear_sample_reference` is
 the slow definition beside it: a dense hat-function weighting of every input row and column.
+
+On CPU, a differentiated call runs that forward and the backward pass as compiled kernels
+(csrc/bilinear_sample.cc through XLA's FFI, see hcjax.ops.cpu_kernels): XLA's CPU scatter is a
+serial loop with per-element index arithmetic, each kernel one pass over the pixels, spread over
+the cores by rows (forward) or batch elements (backward). They compute the same values to float
+rounding (a test holds them to the XLA path, NaN and infinities included); higher derivatives
+use the XLA path. An undifferentiated call, and every call on GPU or TPU, is the XLA path
+alone, so exported models carry no custom call.
 """
 
 from __future__ import annotations
@@ -24,7 +33,10 @@ import functools
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
+
+from hcjax.ops import cpu_kernels
 
 PADDINGS = ("border", "zeros")
 
@@ -115,9 +127,11 @@ def _locate(coords: jax.Array, size: tuple[int, int], padded: tuple[int, int], p
 
 
 def _forward(image, coords, size, padding):
-  """(out [B, h, w, C], residuals for the backward pass)."""
+  """out [B, h, w, C] and its derivatives w.r.t. x and y per channel, [B, h, w, C] each (zero
+  where torch's clamp, or the outside, cuts them)."""
   b, hp, wp, c = image.shape
-  pixel, fx, fy, okx, oky = _locate(coords.reshape(b, -1, 2), size, (hp, wp), padding)
+  points = coords.reshape(b, coords.shape[1] * coords.shape[2], 2)   # (b may be 0)
+  pixel, fx, fy, okx, oky = _locate(points, size, (hp, wp), padding)
   rows = image.reshape(b * hp * wp, c)
   dims = lax.GatherDimensionNumbers(offset_dims=(1,), collapsed_slice_dims=(0,),
                                     start_index_map=(0,))
@@ -128,10 +142,10 @@ def _forward(image, coords, size, padding):
   d_top, d_bottom = v01 - v00, v11 - v10
   upper, lower = v00 + ex * d_top, v10 + ex * d_bottom
   out = upper + ey * (lower - upper)
-  # d out / dx and d out / dy per channel, zero where torch's clamp (or the outside) cuts them.
   dx = jnp.where(okx[:, None], d_top + ey * (d_bottom - d_top), 0.0)
   dy = jnp.where(oky[:, None], lower - upper, 0.0)
-  return out.reshape(*coords.shape[:3], c), (pixel, fx, fy, dx, dy)
+  shape = (*coords.shape[:3], c)
+  return out.reshape(shape), dx.reshape(shape), dy.reshape(shape)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
@@ -140,9 +154,61 @@ def _sample(image: jax.Array, coords: jax.Array, size: tuple[int, int], padding:
   return _forward(image, coords, size, padding)[0]
 
 
+def _by_platform(op: str, cpu, xla, *args):
+  """cpu(*args) where the compiled kernels are loaded and the computation runs on a CPU, else
+  xla(*args): the same values to float rounding. The kernel's own derivatives (a gradient of
+  the gradient) are xla's, so every order of differentiation works on every platform."""
+  if not cpu_kernels.available():
+    cpu_kernels.warn_fallback(op)
+    return xla(*args)
+  kernel = jax.custom_jvp(cpu)
+  kernel.defjvp(lambda primals, tangents: jax.jvp(xla, primals, tangents))
+  return lax.platform_dependent(*args, cpu=kernel, default=xla)
+
+
+def _sample_fwd(image, coords, size, padding):
+  """The forward pass for differentiation: out, plus dx and dy, so that the backward pass
+  never reads the image again."""
+  out, dx, dy = _by_platform(
+      "bilinear_sample's gradient",
+      functools.partial(_cpu_forward, size=size, padding=padding),
+      functools.partial(_forward, size=size, padding=padding), image, coords)
+  return out, (coords, dx, dy)
+
+
 def _sample_bwd(size, padding, residuals, cotangent):
-  pixel, fx, fy, dx, dy = residuals
+  coords, dx, dy = residuals
+  return _by_platform(
+      "bilinear_sample's gradient",
+      functools.partial(_cpu_backward, size=size, padding=padding),
+      functools.partial(_xla_backward, size=size, padding=padding),
+      coords, dx, dy, cotangent)
+
+
+def _cpu_forward(image, coords, size, padding):
+  """csrc/bilinear_sample.cc's forward: (out, dx, dy) in one pass."""
+  shape = jax.ShapeDtypeStruct((*coords.shape[:-1], image.shape[-1]), jnp.float32)
+  call = jax.ffi.ffi_call("hcjax_bilinear_sample_forward", (shape,) * 3,
+                          vmap_method="broadcast_all")
+  return call(image, coords, height=np.int64(size[0]), width=np.int64(size[1]),
+              zeros=np.int64(padding == "zeros"))
+
+
+def _cpu_backward(coords, dx, dy, cotangent, size, padding):
+  """csrc/bilinear_sample.cc's backward: (d image, d coords) in one pass, no XLA scatter."""
+  hp, wp = _padded_size(size, padding)
+  d_image = jax.ShapeDtypeStruct((*cotangent.shape[:-3], hp, wp, cotangent.shape[-1]),
+                                 jnp.float32)
+  call = jax.ffi.ffi_call("hcjax_bilinear_sample_backward",
+                          (d_image, jax.ShapeDtypeStruct(coords.shape, jnp.float32)),
+                          vmap_method="broadcast_all")
+  return call(coords, dx, dy, cotangent, height=np.int64(size[0]), width=np.int64(size[1]),
+              zeros=np.int64(padding == "zeros"))
+
+
+def _xla_backward(coords, dx, dy, cotangent, size, padding):
   (b, h, w, c), (hp, wp) = cotangent.shape, _padded_size(size, padding)
+  pixel, fx, fy, _, _ = _locate(coords.reshape(b, h * w, 2), size, (hp, wp), padding)
   g = cotangent.reshape(-1, c)
   # The transpose of the gathers: the left and right corners of a row are 2·C contiguous floats
   # of the flat image, so one scatter-add of [top pair, bottom pair] windows per output pixel,
@@ -158,8 +224,8 @@ def _sample_bwd(size, padding, residuals, cotangent):
                                      scatter_dims_to_operand_dims=(0,))
   d_image = lax.scatter_add(jnp.zeros((b * hp * wp * c,), jnp.float32), index.reshape(-1, 1),
                             update.reshape(-1, 2 * c), dims, mode=_PROMISE)
-  d_coords = jnp.stack([_channel_sum(dx * g), _channel_sum(dy * g)], -1)
-  return d_image.reshape(b, hp, wp, c), d_coords.reshape(b, h, w, 2)
+  d_coords = jnp.stack([_channel_sum(dx * cotangent), _channel_sum(dy * cotangent)], -1)
+  return d_image.reshape(b, hp, wp, c), d_coords
 
 
 def _channel_sum(x: jax.Array) -> jax.Array:
@@ -169,7 +235,7 @@ def _channel_sum(x: jax.Array) -> jax.Array:
   return functools.reduce(jnp.add, [x[..., k] for k in range(x.shape[-1])])
 
 
-_sample.defvjp(_forward, _sample_bwd)
+_sample.defvjp(_sample_fwd, _sample_bwd)
 
 
 def bilinear_sample(image: jax.Array, coords: jax.Array, padding: str = "border") -> jax.Array:
@@ -182,7 +248,9 @@ def bilinear_sample(image: jax.Array, coords: jax.Array, padding: str = "border"
   (or read zeros); a NaN coordinate gives NaN there, never an out-of-bounds read.
   """
   _check(image, coords, padding)
-  _, height, width, _ = image.shape
+  batch, height, width, channels = image.shape
+  if batch == 0:   # (XLA rejects a scatter into an empty operand)
+    return jnp.zeros((*coords.shape[:3], channels), image.dtype)
   padded = _pad_image(image.astype(jnp.float32), padding)
   out = _sample(padded, coords.astype(jnp.float32), (height, width), padding)
   return out.astype(image.dtype)

@@ -1,0 +1,107 @@
+"""hcjax's compiled CPU kernels (csrc/*.cc), registered as XLA FFI targets.
+
+They are built by `pip install` (setup.py's optional extension `hcjax.ops._cpu_kernels`) and
+loaded here with ctypes on first use. Ops call `available()` while tracing and otherwise keep
+their pure-XLA path, so a missing compiler or an incompatible jaxlib costs speed, never a
+result; the first such fallback warns once with the reason. Set HCJAX_CPU_KERNELS=0 to use the
+XLA paths everywhere (for comparisons, or to export a gradient computation without custom
+calls).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import importlib.machinery
+import os
+import re
+import threading
+import warnings
+
+import jax
+import jaxlib
+
+# FFI target name -> exported C symbol.
+TARGETS = {
+    "hcjax_bilinear_sample_forward": "HcjaxBilinearSampleForward",
+    "hcjax_bilinear_sample_backward": "HcjaxBilinearSampleBackward",
+}
+_LIBRARY = "_cpu_kernels"
+_ENV = "HCJAX_CPU_KERNELS"
+
+
+def _library_path() -> str | None:
+  here = os.path.dirname(os.path.abspath(__file__))
+  for suffix in importlib.machinery.EXTENSION_SUFFIXES:
+    path = os.path.join(here, _LIBRARY + suffix)
+    if os.path.exists(path):
+      return path
+  return None
+
+
+def disabled_by_environment() -> bool:
+  return os.environ.get(_ENV, "1").strip().lower() in ("0", "false", "no", "off")
+
+
+def _load() -> str | None:
+  """None when the kernels are registered (registering them on the first call), else why they
+  are unavailable. The variable is read on every call, while tracing: functions already traced
+  and jit-cached keep the path they took."""
+  if disabled_by_environment():
+    return f"{_ENV} is set to {os.environ[_ENV]!r}"
+  with _LOCK:
+    return _register()
+
+
+_LOCK = threading.Lock()
+
+
+def _version(text: str) -> tuple[int, ...]:
+  return tuple(int(part) for part in re.findall(r"\d+", text)[:3])
+
+
+@functools.cache
+def _register() -> str | None:
+  """Loads the library and registers every target, once per process."""
+  path = _library_path()
+  rebuild = "reinstall hcjax (`pip install -e .`) on a machine with a C++17 compiler"
+  if path is None:
+    return f"the compiled extension hcjax.ops._cpu_kernels is missing ({rebuild})"
+  try:
+    library = ctypes.cdll.LoadLibrary(path)
+    built_with = library.HcjaxBuiltWithJaxlib
+    built_with.restype = ctypes.c_char_p
+    built = built_with().decode()
+    # XLA's FFI accepts handlers built against older headers, not newer ones.
+    if built == "unknown" or _version(built) > _version(jaxlib.__version__):
+      return (f"{path} was built against jaxlib {built}, newer than the installed "
+              f"{jaxlib.__version__} ({rebuild})")
+    for target, symbol in TARGETS.items():
+      jax.ffi.register_ffi_target(target, jax.ffi.pycapsule(getattr(library, symbol)),
+                                  platform="cpu")
+      # Every leading axis is a batch axis to the kernels. (Inside lax.platform_dependent,
+      # XLA 0.10's partitioner still gathers a batch-sharded operand: on a multi-device CPU
+      # mesh each device computes the whole batch, correctly but without the speed-up.)
+      if hasattr(jax.ffi, "register_ffi_target_as_batch_partitionable"):
+        jax.ffi.register_ffi_target_as_batch_partitionable(target)
+  except (OSError, AttributeError, RuntimeError, ValueError) as e:
+    return f"{path} could not be loaded or registered ({e}); {rebuild}"
+  return None
+
+
+def available() -> bool:
+  """Whether the CPU kernels are registered (loads them on the first call)."""
+  return _load() is None
+
+
+def unavailable_reason() -> str | None:
+  return _load()
+
+
+@functools.cache
+def warn_fallback(op: str) -> None:
+  """One warning per op that falls back to its XLA path on CPU."""
+  reason = _load()
+  if reason is not None and not disabled_by_environment():
+    warnings.warn(f"{op} cannot use hcjax's CPU kernels, so on CPU it takes its slower "
+                  f"pure-XLA path: {reason}", RuntimeWarning, stacklevel=3)
