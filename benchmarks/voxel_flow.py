@@ -457,15 +457,17 @@ def hcjax_conv_fns(batch: int, side: int, k: int, cin: int, cout: int):
   x = jax.device_put(rng.standard_normal((batch, side, side, cin), np.float32))
   w = jax.device_put(rng.standard_normal((k, k, cin, cout), np.float32) * 0.01)
   dy = jax.device_put(rng.standard_normal((batch, side, side, cout), np.float32))
-  conv = lambda x, w: jax.lax.conv_general_dilated(x, w, (1, 1), "SAME",
-                                                   dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  def same(op):
+    return lambda x, w: op(x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+  def weight_gradient(conv):
+    return jax.jit(lambda x, w, dy: jax.vjp(lambda w: conv(x, w), w)[1](dy)[0])
+
+  conv = same(jax.lax.conv_general_dilated)
   forward = jax.jit(conv)
   d_input = jax.jit(lambda x, w, dy: jax.vjp(lambda x: conv(x, w), x)[1](dy)[0])
-  d_weight = jax.jit(lambda x, w, dy: jax.vjp(lambda w: conv(x, w), w)[1](dy)[0])
-  fast = jax.jit(lambda x, w, dy: jax.vjp(
-      lambda w: convolution.conv_general_dilated(x, w, (1, 1), "SAME",
-                                                 dimension_numbers=("NHWC", "HWIO", "NHWC")),
-      w)[1](dy)[0])
+  d_weight = weight_gradient(conv)
+  fast = weight_gradient(same(convolution.conv_general_dilated))
   return {"forward": lambda: jax.block_until_ready(forward(x, w)),
           "d input": lambda: jax.block_until_ready(d_input(x, w, dy)),
           "d weight": lambda: jax.block_until_ready(d_weight(x, w, dy)),

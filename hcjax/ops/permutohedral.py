@@ -151,11 +151,16 @@ class Vertices(NamedTuple):
   num_vertices: jax.Array  # int32 []: M
 
 
-def _vertex_keys(features: jax.Array) -> tuple[int, int, jax.Array, jax.Array]:
-  """Features [N, d] -> (N, d, every enclosing vertex's key int32 [(d+1)·N, d], weights [N, d+1])."""
+def _check_features(features: jax.Array) -> tuple[int, int]:
+  """(N, d) of features [N, d]."""
   if features.ndim != 2 or features.shape[1] < 1:
     raise ValueError(f"features must be [N, d] with d >= 1, got shape {features.shape}")
-  n, d = features.shape
+  return features.shape
+
+
+def _vertex_keys(features: jax.Array) -> tuple[int, int, jax.Array, jax.Array]:
+  """Features [N, d] -> (N, d, every enclosing vertex's key int32 [(d+1)·N, d], weights [N, d+1])."""
+  n, d = _check_features(features)
   keys, weights = _enclosing_simplex(jax.lax.stop_gradient(features))
   return n, d, keys.reshape(n * (d + 1), d), weights
 
@@ -319,9 +324,7 @@ def build(features: jax.Array, capacity: int | None = None, packing: str = "auto
   """
   if packing not in PACKINGS:
     raise ValueError(f"packing must be one of {PACKINGS}, got {packing!r}")
-  if features.ndim != 2 or features.shape[1] < 1:
-    raise ValueError(f"features must be [N, d] with d >= 1, got shape {features.shape}")
-  n, d = features.shape
+  n, d = _check_features(features)
   capacity = default_capacity(n, d) if capacity is None else int(capacity)
   if packing == "lexicographic":
     return lattice(enumerate_vertices(features), capacity)

@@ -130,8 +130,7 @@ def _forward(image, coords, size, padding):
   """out [B, h, w, C] and its derivatives w.r.t. x and y per channel, [B, h, w, C] each (zero
   where torch's clamp, or the outside, cuts them)."""
   b, hp, wp, c = image.shape
-  points = coords.reshape(b, coords.shape[1] * coords.shape[2], 2)   # (b may be 0)
-  pixel, fx, fy, okx, oky = _locate(points, size, (hp, wp), padding)
+  pixel, fx, fy, okx, oky = _locate(coords.reshape(b, -1, 2), size, (hp, wp), padding)
   rows = image.reshape(b * hp * wp, c)
   dims = lax.GatherDimensionNumbers(offset_dims=(1,), collapsed_slice_dims=(0,),
                                     start_index_map=(0,))
@@ -185,13 +184,17 @@ def _sample_bwd(size, padding, residuals, cotangent):
       coords, dx, dy, cotangent)
 
 
+def _kernel_attributes(size, padding) -> dict[str, np.int64]:
+  return {"height": np.int64(size[0]), "width": np.int64(size[1]),
+          "zeros": np.int64(padding == "zeros")}
+
+
 def _cpu_forward(image, coords, size, padding):
   """csrc/bilinear_sample.cc's forward: (out, dx, dy) in one pass."""
   shape = jax.ShapeDtypeStruct((*coords.shape[:-1], image.shape[-1]), jnp.float32)
   call = jax.ffi.ffi_call("hcjax_bilinear_sample_forward", (shape,) * 3,
                           vmap_method="broadcast_all")
-  return call(image, coords, height=np.int64(size[0]), width=np.int64(size[1]),
-              zeros=np.int64(padding == "zeros"))
+  return call(image, coords, **_kernel_attributes(size, padding))
 
 
 def _cpu_backward(coords, dx, dy, cotangent, size, padding):
@@ -202,13 +205,12 @@ def _cpu_backward(coords, dx, dy, cotangent, size, padding):
   call = jax.ffi.ffi_call("hcjax_bilinear_sample_backward",
                           (d_image, jax.ShapeDtypeStruct(coords.shape, jnp.float32)),
                           vmap_method="broadcast_all")
-  return call(coords, dx, dy, cotangent, height=np.int64(size[0]), width=np.int64(size[1]),
-              zeros=np.int64(padding == "zeros"))
+  return call(coords, dx, dy, cotangent, **_kernel_attributes(size, padding))
 
 
 def _xla_backward(coords, dx, dy, cotangent, size, padding):
   (b, h, w, c), (hp, wp) = cotangent.shape, _padded_size(size, padding)
-  pixel, fx, fy, _, _ = _locate(coords.reshape(b, h * w, 2), size, (hp, wp), padding)
+  pixel, fx, fy, _, _ = _locate(coords.reshape(b, -1, 2), size, (hp, wp), padding)
   g = cotangent.reshape(-1, c)
   # The transpose of the gathers: the left and right corners of a row are 2·C contiguous floats
   # of the flat image, so one scatter-add of [top pair, bottom pair] windows per output pixel,
