@@ -63,7 +63,8 @@ class BuildCpuKernels(build_ext):
 
 CPU_KERNELS = setuptools.Extension(
     "hcjax.ops._cpu_kernels",
-    sources=["hcjax/ops/csrc/bilinear_sample.cc"],
+    sources=["hcjax/ops/csrc/bilinear_sample.cc", "hcjax/ops/csrc/conv2d.cc"],
+    depends=["hcjax/ops/csrc/parallel_for.h"],
     language="c++",
     extra_compile_args=["-O3", "-std=c++17"],
     optional=True,

@@ -19,10 +19,11 @@ Sections (run all, or pick with --sections):
             asserted; GFLOP/s from the analytic convolution FLOPs (x3). Median (and
             best) of --steps steps after --warmup, round-robin.
   convolutions  the U-Net's two 5x5 decoder convolutions (about 80% of its FLOPs) at the
-            train_step shapes, each pass alone: forward, input gradient, weight gradient; XLA
-            (jax.lax.conv_general_dilated and its VJPs, and the weight gradient of
-            hcjax.ops.convolution that the models use) vs torch conv2d / conv2d_input /
-            conv2d_weight in channels_last. Median of --repeats/6 (at least 3) runs.
+            train_step shapes, each pass alone: forward, input gradient, weight gradient; XLA's
+            (jax.lax.conv_general_dilated and its VJPs) and hcjax's (the VJP of
+            hcjax.ops.convolution that the models use: the compiled CPU kernels) vs torch
+            conv2d / conv2d_input / conv2d_weight in channels_last. Median of --repeats/6 (at
+            least 3) runs.
 Prints the machine and a markdown table per section for BENCHMARKS.md; the ratio is
 hcjax / torch (lower is better for times and memory). Run: python benchmarks/voxel_flow.py
 A section is a function bench_<name>(args) -> list[Row] registered in SECTIONS.
@@ -411,8 +412,8 @@ def bench_train_step(args) -> list[Row]:
       f"{name} " + ", ".join(f"{v:.6f}" for v in values) for name, values in losses.items()))
   flops = float(cost.get("flops", float("nan")))
   analytic = 3 * args.batch * conv_flops(args.size, args.width)
-  # XLA counts a loop body once, so its total misses most of the chunked weight gradients
-  # (hcjax.ops.convolution); the rate below uses the analytic convolution FLOPs.
+  # XLA's count misses the convolutions hcjax runs as compiled kernels (and counts a loop body
+  # once, for the chunked fallback); the rate below uses the analytic convolution FLOPs.
   print(f"XLA cost analysis of the jitted step: {flops / 1e9:.2f} GFLOP/step "
         f"({flops / args.batch / 1e9:.2f} GFLOP/example), {cost.get('bytes accessed', 0) / 2**30:.1f} "
         f"GiB accessed; analytic convolutions x 3 (forward + 2 backward): {analytic / 1e9:.2f} "
@@ -449,29 +450,26 @@ def decoder_convs(size: int, width: int) -> dict[str, tuple[int, int, int, int]]
 
 
 def hcjax_conv_fns(batch: int, side: int, k: int, cin: int, cout: int):
-  """XLA's forward, input-gradient and weight-gradient convolutions (NHWC, HWIO), jitted, and
-  the weight gradient hcjax's models use (hcjax.ops.convolution)."""
+  """Each training pass (forward, input gradient, weight gradient; NHWC, HWIO, jitted) of XLA's
+  convolution and of the one hcjax's models use (hcjax.ops.convolution: its compiled CPU
+  kernels, or with HCJAX_CPU_KERNELS=0 the chunked-GEMM weight gradient)."""
   import jax  # pylint: disable=g-import-not-at-top
   from hcjax.ops import convolution  # pylint: disable=g-import-not-at-top
   rng = np.random.default_rng(0)
   x = jax.device_put(rng.standard_normal((batch, side, side, cin), np.float32))
   w = jax.device_put(rng.standard_normal((k, k, cin, cout), np.float32) * 0.01)
   dy = jax.device_put(rng.standard_normal((batch, side, side, cout), np.float32))
-  def same(op):
-    return lambda x, w: op(x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
-
-  def weight_gradient(conv):
-    return jax.jit(lambda x, w, dy: jax.vjp(lambda w: conv(x, w), w)[1](dy)[0])
-
-  conv = same(jax.lax.conv_general_dilated)
-  forward = jax.jit(conv)
-  d_input = jax.jit(lambda x, w, dy: jax.vjp(lambda x: conv(x, w), x)[1](dy)[0])
-  d_weight = weight_gradient(conv)
-  fast = weight_gradient(same(convolution.conv_general_dilated))
-  return {"forward": lambda: jax.block_until_ready(forward(x, w)),
-          "d input": lambda: jax.block_until_ready(d_input(x, w, dy)),
-          "d weight": lambda: jax.block_until_ready(d_weight(x, w, dy)),
-          "d weight, hcjax.ops.convolution": lambda: jax.block_until_ready(fast(x, w, dy))}
+  fns = {}
+  for name, op in (("XLA", jax.lax.conv_general_dilated),
+                   ("hcjax", convolution.conv_general_dilated)):
+    conv = lambda x, w, op=op: op(x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    # The forward pass as differentiation runs it (unused outputs are compiled away).
+    passes = {"forward": jax.jit(lambda x, w, dy, conv=conv: jax.vjp(conv, x, w)[0]),
+              "d input": jax.jit(lambda x, w, dy, conv=conv: jax.vjp(conv, x, w)[1](dy)[0]),
+              "d weight": jax.jit(lambda x, w, dy, conv=conv: jax.vjp(conv, x, w)[1](dy)[1])}
+    for part, fn in passes.items():
+      fns[f"{part}, {name}"] = lambda fn=fn: jax.block_until_ready(fn(x, w, dy))
+  return fns
 
 
 def torch_conv_fns(batch: int, side: int, k: int, cin: int, cout: int):
@@ -521,7 +519,8 @@ SECTIONS = {
     "train_step": (bench_train_step, "DVF U-Net train step (Adam) vs torch eager, B={batch}, "
                    "{size}x{size}, width {width}", "torch"),
     "convolutions": (bench_convolutions, "The U-Net's 5x5 decoder convolutions, each pass alone, "
-                     "B={batch}, width {width}: XLA vs torch (oneDNN, channels_last)", "torch"),
+                     "B={batch}, width {width}: XLA's and hcjax's vs torch (oneDNN, "
+                     "channels_last)", "torch"),
 }
 
 

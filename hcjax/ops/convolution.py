@@ -1,10 +1,18 @@
-"""2-D convolution whose weight gradient is fast on CPU; a drop-in for lax.conv_general_dilated.
+"""2-D convolution that is fast to train on CPU; a drop-in for lax.conv_general_dilated.
 
 XLA's CPU backend computes a convolution's weight gradient as another convolution, with the
 output gradient as a kernel as large as the image: 4 to 7x slower than the forward pass at the
-5x5, 64-384-channel layers of the DVF U-Net (oneDNN in torch takes about the forward's time).
-Here the weight gradient of a stride-1 NHWC/HWIO convolution is instead one GEMM per chunk of
-rows:
+5x5, 64-384-channel layers of the DVF U-Net (oneDNN in torch takes about the forward's time),
+and its forward pass reaches about 70% of these cores' peak. For a stride-1 NHWC/HWIO float32
+convolution under differentiation, hcjax's compiled CPU kernels (csrc/conv2d.cc, see
+hcjax.ops.cpu_kernels) compute the forward pass, the input gradient (the forward pass of the
+output gradient with the kernel flipped) and the weight gradient, as register-tiled outer
+products at 90-95% of peak. They keep a batch-sharded operand sharded (each device computes its
+own rows; the weight gradient is then all-reduced) and take the XLA path under vmap. The
+undifferentiated call stays XLA's on every platform, so exported models carry no custom call.
+
+Without the kernels (no compiler at install time, HCJAX_CPU_KERNELS=0) and for other float
+types, the weight gradient on CPU is instead one GEMM per chunk of rows:
 
     dW[i, j, ci, co] = sum_{b, p} X[b, p + i·Wp + j, ci] · G[b, p, co]
 
@@ -12,8 +20,8 @@ with X the zero-padded input and G the output gradient both flattened over (row,
 Wp-wide padded grid (G zero outside the output), so that a kernel offset is a shift along one
 axis. A chunk stacks the kw column shifts of X ([rows, kw·Ci]) and the kh row shifts of G
 ([rows, kh·Co]) and contracts them over (batch, rows) in one matrix product, 2-4x faster than
-XLA's own. Elsewhere (GPU, TPU) and for strided, dilated or grouped convolutions the native
-gradient is used; the forward pass and the input gradient are XLA's on every platform.
+XLA's own. Elsewhere (GPU, TPU) and for strided, dilated or grouped convolutions XLA's native
+convolutions and gradients are used.
 """
 
 from __future__ import annotations
@@ -23,11 +31,18 @@ from typing import Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
+
+from hcjax.ops import cpu_kernels
 
 _NHWC = ("NHWC", "HWIO", "NHWC")
 _CHUNK_ROWS = 4096   # rows of the padded grid per GEMM, over the whole batch (at least)
 _REAL_DTYPES = (jnp.dtype(jnp.float32), jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float16))
+# The forward kernel's vectors run over output channels: with fewer, most lanes would idle and
+# XLA's convolution is faster.
+_KERNEL_MIN_CHANNELS = 16
+_OP = "convolution's training passes"
 
 
 def _native(x: jax.Array, w: jax.Array, pads, precision) -> jax.Array:
@@ -75,22 +90,86 @@ def weight_gradient(x: jax.Array, g: jax.Array, kernel: tuple[int, int],
   return total.reshape(kw, ci, kh, co).transpose(2, 0, 1, 3)
 
 
+def _kernel_forward(x: jax.Array, w: jax.Array, pads) -> jax.Array:
+  """csrc/conv2d.cc's forward pass, float32; a batch-sharded x stays sharded."""
+  (top, bottom), (left, right) = pads
+
+  def call(x, w):
+    out = jax.ShapeDtypeStruct((x.shape[0], x.shape[1] + top + bottom - w.shape[0] + 1,
+                                x.shape[2] + left + right - w.shape[1] + 1, w.shape[3]),
+                               jnp.float32)
+    return jax.ffi.ffi_call("hcjax_conv2d_forward", out)(x, w, top=np.int64(top),
+                                                        left=np.int64(left))
+
+  xla = lambda x, w: _native(x, w, pads, None)
+  return cpu_kernels.sharded_by_batch(call, xla, "b h w c, i j c o -> b y x o")(x, w)
+
+
+def _kernel_weight_gradient(x: jax.Array, g: jax.Array, kernel: tuple[int, int], pads,
+                            xla) -> jax.Array:
+  """csrc/conv2d.cc's weight gradient [kh, kw, Ci, Co], float32; a batch-sharded x and g give
+  per-device sums and one all-reduce."""
+  (top, _), (left, _) = pads
+
+  def call(x, g):
+    dw = jax.ShapeDtypeStruct((*kernel, x.shape[3], g.shape[3]), jnp.float32)
+    return jax.ffi.ffi_call("hcjax_conv2d_weight_gradient", dw)(x, g, top=np.int64(top),
+                                                               left=np.int64(left))
+
+  return cpu_kernels.sharded_by_batch(call, xla, "b h w c, b y x o -> i j c o",
+                                      summed=True)(x, g)
+
+
+def _kernel_applies(*arrays: jax.Array) -> bool:
+  return all(a.dtype == jnp.float32 for a in arrays)
+
+
+def _forward(x, w, pads, precision):
+  native = lambda x, w: _native(x, w, pads, precision)
+  if not _kernel_applies(x, w) or w.shape[3] < _KERNEL_MIN_CHANNELS:
+    return native(x, w)
+  return cpu_kernels.by_platform(_OP, lambda x, w: _kernel_forward(x, w, pads), native, x, w)
+
+
+def _input_gradient(x, w, g, pads, precision):
+  """dLoss/dx: on the kernel path, the forward pass of g with w flipped and transposed."""
+  (kh, kw) = w.shape[:2]
+  flipped_pads = tuple((k - 1 - lo, k - 1 - hi) for k, (lo, hi) in zip((kh, kw), pads))
+  if (not _kernel_applies(w, g) or w.shape[2] < _KERNEL_MIN_CHANNELS
+      or any(p < 0 for pair in flipped_pads for p in pair)):
+    return jax.vjp(lambda x: _native(x, w, pads, precision), x)[1](g)[0]
+  flipped = jnp.flip(w, (0, 1)).transpose(0, 1, 3, 2)
+  return cpu_kernels.by_platform(
+      _OP, lambda g, f: _kernel_forward(g, f, flipped_pads),
+      lambda g, f: _native(g, f, flipped_pads, precision), g, flipped)
+
+
+def _weight_gradient(x, w, g, pads, precision):
+  # Functions of (x, g) alone: the gradient is linear in them and w is only a shape here (a
+  # closure over its tracer would break the kernel's vmap and JVP rules).
+  w = jax.ShapeDtypeStruct(w.shape, w.dtype)
+  native_dw = lambda x, g: jax.vjp(lambda w: _native(x, w, pads, precision),
+                                   jnp.zeros(w.shape, w.dtype))[1](g)[0]
+  gemm_dw = lambda x, g: weight_gradient(x, g, w.shape[:2], pads, precision).astype(w.dtype)
+  xla_dw = lambda x, g: lax.platform_dependent(x, g, cpu=gemm_dw, default=native_dw)
+  if not _kernel_applies(x, g):
+    return xla_dw(x, g)
+  return cpu_kernels.by_platform(
+      _OP, lambda x, g: _kernel_weight_gradient(x, g, w.shape[:2], pads, xla_dw), xla_dw, x, g)
+
+
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
 def _conv(x: jax.Array, w: jax.Array, pads, precision) -> jax.Array:
   return _native(x, w, pads, precision)
 
 
 def _conv_fwd(x, w, pads, precision):
-  return _native(x, w, pads, precision), (x, w)
+  return _forward(x, w, pads, precision), (x, w)
 
 
 def _conv_bwd(pads, precision, residuals, g):
   x, w = residuals
-  dx = jax.vjp(lambda x: _native(x, w, pads, precision), x)[1](g)[0]
-  native_dw = lambda x, g: jax.vjp(lambda w: _native(x, w, pads, precision), w)[1](g)[0]
-  gemm_dw = lambda x, g: weight_gradient(x, g, w.shape[:2], pads, precision).astype(w.dtype)
-  dw = lax.platform_dependent(x, g, cpu=gemm_dw, default=native_dw)
-  return dx, dw
+  return (_input_gradient(x, w, g, pads, precision), _weight_gradient(x, w, g, pads, precision))
 
 
 _conv.defvjp(_conv_fwd, _conv_bwd)
@@ -104,13 +183,14 @@ def conv_general_dilated(lhs: jax.Array, rhs: jax.Array, window_strides: Sequenc
                          padding, lhs_dilation=None, rhs_dilation=None, dimension_numbers=None,
                          feature_group_count: int = 1, batch_group_count: int = 1,
                          precision=None, preferred_element_type=None) -> jax.Array:
-  """lax.conv_general_dilated, with the fast CPU weight gradient where it applies.
+  """lax.conv_general_dilated, with the fast CPU training passes where they apply.
 
   Pass it to flax: nn.Conv(..., conv_general_dilated=conv_general_dilated). It applies to
   2-D NHWC/HWIO convolutions of float32 / bfloat16 / float16 arrays with unit strides and
   dilations, one group, a kernel larger than 1x1, a non-empty batch and no negative padding
-  (the GEMMs accumulate in float32); anything else is lax.conv_general_dilated itself. The fast
-  path is differentiable in reverse mode (a custom VJP; jax.jvp of it raises).
+  (the compiled kernels take float32, the fallback GEMMs accumulate in float32); anything else
+  is lax.conv_general_dilated itself. The fast path is differentiable in reverse mode (a custom
+  VJP; jax.jvp of it raises).
   """
   native = functools.partial(
       lax.conv_general_dilated, lhs, rhs, window_strides, padding, lhs_dilation=lhs_dilation,

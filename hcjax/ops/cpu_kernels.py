@@ -20,11 +20,16 @@ import warnings
 
 import jax
 import jaxlib
+from jax import lax
+from jax.experimental.custom_partitioning import custom_partitioning
+from jax.sharding import NamedSharding, PartitionSpec as P
 
 # FFI target name -> exported C symbol.
 TARGETS = {
     "hcjax_bilinear_sample_forward": "HcjaxBilinearSampleForward",
     "hcjax_bilinear_sample_backward": "HcjaxBilinearSampleBackward",
+    "hcjax_conv2d_forward": "HcjaxConv2dForward",
+    "hcjax_conv2d_weight_gradient": "HcjaxConv2dWeightGradient",
 }
 _LIBRARY = "_cpu_kernels"
 _ENV = "HCJAX_CPU_KERNELS"
@@ -105,3 +110,68 @@ def warn_fallback(op: str) -> None:
   if reason is not None and not disabled_by_environment():
     warnings.warn(f"{op} cannot use hcjax's CPU kernels, so on CPU it takes its slower "
                   f"pure-XLA path: {reason}", RuntimeWarning, stacklevel=3)
+
+
+def by_platform(op: str, cpu, xla, *args):
+  """cpu(*args) where the compiled kernels are loaded and the computation runs on a CPU, else
+  xla(*args): the same values to float rounding. The kernel's own derivatives (a gradient of
+  the gradient) are xla's, so every order of differentiation works on every platform."""
+  if not available():
+    warn_fallback(op)
+    return xla(*args)
+  kernel = jax.custom_jvp(cpu)
+  kernel.defjvp(lambda primals, tangents: jax.jvp(xla, primals, tangents))
+  return lax.platform_dependent(*args, cpu=kernel, default=xla)
+
+
+def _batch_axes(sharding):
+  """The mesh axes that shard an operand's leading axis (None: it is not sharded)."""
+  spec = getattr(sharding, "spec", None)
+  return spec[0] if spec else None
+
+
+def sharded_by_batch(kernel, xla, rule: str, *, summed: bool = False):
+  """kernel(*arrays), each device running it on its own slice of the leading (batch) axis.
+
+  An FFI call is opaque to XLA's partitioner, which would otherwise gather a batch-sharded
+  operand onto every device. Here the first operand's batch sharding is kept for the operands
+  that have the batch axis (those whose first factor in `rule` is "b") and everything else is
+  replicated; the result is sharded the same way, or, for a kernel that
+  sums over the batch (summed=True), replicated after an all-reduce over those mesh axes.
+  `rule` names the axes einsum-style for Shardy ("b h w c, i j c o -> b y x o"; "b" is the
+  batch). Under vmap (which the partitioner cannot batch) the XLA path `xla` runs instead.
+  """
+  result_axes = lambda axes, rank: P() if summed else P(axes, *([None] * (rank - 1)))
+  batched_operands = [o.split()[0] == "b" for o in rule.split("->")[0].split(",")]
+
+  def partition(mesh, arg_shapes, result_shape):
+    axes = _batch_axes(arg_shapes[0].sharding)
+    arg_shardings = tuple(
+        NamedSharding(mesh, P(axes if batched else None, *([None] * (len(a.shape) - 1))))
+        for a, batched in zip(arg_shapes, batched_operands))
+
+    def lower(*args):
+      out = kernel(*args)
+      return lax.psum(out, axes) if summed and axes is not None else out
+
+    result = NamedSharding(mesh, result_axes(axes, len(result_shape.shape)))
+    return mesh, lower, result, arg_shardings
+
+  def infer(mesh, arg_shapes, result_shape):
+    axes = _batch_axes(arg_shapes[0].sharding)
+    return NamedSharding(mesh, result_axes(axes, len(result_shape.shape)))
+
+  partitioned = custom_partitioning(kernel)
+  # Every factor but the batch stays whole, listed in order of appearance (as Shardy asks).
+  factors = dict.fromkeys(rule.replace(",", " ").replace("->", " ").split())
+  partitioned.def_partition(partition, infer_sharding_from_operands=infer, sharding_rule=rule,
+                            reduction_factors=("b",) if summed else (),
+                            need_replication_factors=tuple(f for f in factors if f != "b"))
+  batched = jax.custom_batching.custom_vmap(partitioned)
+
+  @batched.def_vmap
+  def _vmapped(axis_size, in_batched, *args):  # pylint: disable=unused-argument
+    in_axes = [0 if b else None for b in in_batched]
+    return jax.vmap(xla, in_axes=in_axes)(*args), True
+
+  return batched

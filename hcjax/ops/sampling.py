@@ -153,22 +153,10 @@ def _sample(image: jax.Array, coords: jax.Array, size: tuple[int, int], padding:
   return _forward(image, coords, size, padding)[0]
 
 
-def _by_platform(op: str, cpu, xla, *args):
-  """cpu(*args) where the compiled kernels are loaded and the computation runs on a CPU, else
-  xla(*args): the same values to float rounding. The kernel's own derivatives (a gradient of
-  the gradient) are xla's, so every order of differentiation works on every platform."""
-  if not cpu_kernels.available():
-    cpu_kernels.warn_fallback(op)
-    return xla(*args)
-  kernel = jax.custom_jvp(cpu)
-  kernel.defjvp(lambda primals, tangents: jax.jvp(xla, primals, tangents))
-  return lax.platform_dependent(*args, cpu=kernel, default=xla)
-
-
 def _sample_fwd(image, coords, size, padding):
   """The forward pass for differentiation: out, plus dx and dy, so that the backward pass
   never reads the image again."""
-  out, dx, dy = _by_platform(
+  out, dx, dy = cpu_kernels.by_platform(
       "bilinear_sample's gradient",
       functools.partial(_cpu_forward, size=size, padding=padding),
       functools.partial(_forward, size=size, padding=padding), image, coords)
@@ -177,7 +165,7 @@ def _sample_fwd(image, coords, size, padding):
 
 def _sample_bwd(size, padding, residuals, cotangent):
   coords, dx, dy = residuals
-  return _by_platform(
+  return cpu_kernels.by_platform(
       "bilinear_sample's gradient",
       functools.partial(_cpu_backward, size=size, padding=padding),
       functools.partial(_xla_backward, size=size, padding=padding),

@@ -13,16 +13,14 @@
 // share the clamping rules below.
 
 #include <algorithm>
-#include <atomic>
-#include <condition_variable>
 #include <cstdint>
-#include <memory>
-#include <mutex>
 #include <type_traits>
 
+#include "parallel_for.h"
 #include "xla/ffi/api/ffi.h"
 
 namespace ffi = xla::ffi;
+using hcjax::ParallelFor;
 
 namespace {
 
@@ -53,41 +51,6 @@ XLA_FFI_ATTRIBUTE_ALWAYS_INLINE inline Axis Locate(float v, int64_t size, int64_
   float fraction = v - static_cast<float>(start);
   fraction = fraction < 0.0f ? 0.0f : (fraction > 1.0f ? 1.0f : fraction);
   return {start, fraction, ok};
-}
-
-// Runs body(i) for i in [0, n) on the caller and the pool. The caller never waits for a task to
-// start, only for items already taken, so a busy (or absent) pool cannot deadlock it; tasks
-// that start late find nothing left and touch only the shared counters.
-template <typename Body>
-void ParallelFor(ffi::ThreadPool& pool, int64_t n, const Body& body) {
-  const int64_t threads = pool.num_threads();
-  if (n <= 1 || threads <= 1) {
-    for (int64_t i = 0; i < n; ++i) body(i);
-    return;
-  }
-  struct State {
-    std::atomic<int64_t> next{0};
-    std::atomic<int64_t> done{0};
-    std::mutex mutex;
-    std::condition_variable finished;
-  };
-  auto state = std::make_shared<State>();
-  const Body* work = &body;
-  auto run = [state, n, work]() {
-    for (int64_t i = state->next.fetch_add(1); i < n; i = state->next.fetch_add(1)) {
-      (*work)(i);
-      if (state->done.fetch_add(1) + 1 == n) {
-        std::lock_guard<std::mutex> lock(state->mutex);
-        state->finished.notify_all();
-      }
-    }
-  };
-  for (int64_t t = 0, helpers = std::min(threads - 1, n - 1); t < helpers; ++t) {
-    pool.Schedule(decltype(run)(run));
-  }
-  run();
-  std::unique_lock<std::mutex> lock(state->mutex);
-  state->finished.wait(lock, [&] { return state->done.load() == n; });
 }
 
 // Sizes shared by both kernels: an image (or its gradient) [..., Hp, Wp, C] and coordinates
@@ -238,7 +201,7 @@ ffi::Error Forward(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> image,
   const int64_t per_batch = (g.points + kPixelsPerItem - 1) / kPixelsPerItem;
   ByChannels(g.channels, [&](auto kc) {
     const auto loop = ForwardFor<decltype(kc)::value>();
-    ParallelFor(pool, g.batch * per_batch, [&](int64_t item) {
+    ParallelFor(pool, g.batch * per_batch, [&](int64_t, int64_t item) {
       const int64_t b = item / per_batch, first = b * g.points + (item % per_batch) *
                                                   kPixelsPerItem;
       const Range r{first, std::min((b + 1) * g.points, first + kPixelsPerItem), g.channels,
@@ -263,7 +226,7 @@ ffi::Error Backward(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> coords, ffi::Buf
   float* d = d_image->typed_data();
   ByChannels(g.channels, [&](auto kc) {
     const auto loop = BackwardFor<decltype(kc)::value>();
-    ParallelFor(pool, g.batch, [&](int64_t b) {
+    ParallelFor(pool, g.batch, [&](int64_t, int64_t b) {
       std::fill(d + b * plane, d + (b + 1) * plane, 0.0f);
       const Range r{b * g.points, (b + 1) * g.points, g.channels, g.hp, g.wp, height, width,
                     zeros != 0};

@@ -1,0 +1,120 @@
+"""The compiled convolution kernels (csrc/conv2d.cc) against XLA's convolutions and torch's."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.sharding import AxisType, NamedSharding, PartitionSpec
+
+from hcjax.ops import convolution, cpu_kernels
+
+_NHWC = ("NHWC", "HWIO", "NHWC")
+
+
+@pytest.fixture(autouse=True)
+def _require_kernels():
+  if not cpu_kernels.available():
+    pytest.skip(f"CPU kernels unavailable: {cpu_kernels.unavailable_reason()}")
+
+
+def _xla(x, w, pads):
+  return jax.lax.conv_general_dilated(x, w, (1, 1), pads, dimension_numbers=_NHWC,
+                                      precision="highest")
+
+
+def _fast(x, w, padding="SAME"):
+  return convolution.conv_general_dilated(x, w, (1, 1), padding, dimension_numbers=_NHWC)
+
+
+def _close(ours, theirs, tol=2e-5):
+  """Equal up to float32 rounding, relative to the largest magnitude."""
+  ours, theirs = np.asarray(ours), np.asarray(theirs)
+  assert ours.shape == theirs.shape
+  scale = max(float(np.abs(theirs).max()), 1e-6)
+  assert float(np.abs(ours - theirs).max()) <= tol * scale
+
+
+# (batch, height, width, in, out, kernel, pads): channels off the 4/8/16-lane vectors, one-pixel
+# images, padding past the kernel (whole output rows and columns see only zeros), one-sided.
+SHAPES = [
+    (2, 9, 11, 16, 16, (3, 3), ((1, 1), (1, 1))),
+    (1, 7, 13, 17, 33, (5, 5), ((2, 2), (2, 2))),
+    (3, 5, 1, 70, 20, (3, 3), ((1, 1), (1, 1))),
+    (2, 1, 9, 3, 64, (1, 5), ((0, 0), (2, 2))),
+    (1, 6, 8, 130, 5, (3, 2), ((3, 2), (0, 4))),
+    (2, 8, 19, 24, 100, (5, 3), ((0, 0), (0, 0))),
+    (1, 4, 4, 1, 1, (2, 2), ((1, 0), (0, 1))),
+]
+
+
+@pytest.mark.parametrize("batch,height,width,cin,cout,kernel,pads", SHAPES)
+def test_kernels_equal_xla(batch, height, width, cin, cout, kernel, pads):
+  rng = np.random.default_rng(sum(kernel) + cin + cout)
+  x = jnp.asarray(rng.standard_normal((batch, height, width, cin)), jnp.float32)
+  w = jnp.asarray(rng.standard_normal((*kernel, cin, cout)), jnp.float32)
+  expected = _xla(x, w, pads)
+  _close(jax.jit(convolution._kernel_forward, static_argnums=2)(x, w, pads), expected)
+  g = jnp.asarray(rng.standard_normal(expected.shape), jnp.float32)
+  expected_dw = jax.vjp(lambda w: _xla(x, w, pads), w)[1](g)[0]
+  dw = jax.jit(lambda x, g: convolution._kernel_weight_gradient(x, g, kernel, pads, None))(x, g)
+  _close(dw, expected_dw)
+
+
+def test_a_differentiated_conv_runs_the_kernels_and_a_plain_one_does_not():
+  x = jax.ShapeDtypeStruct((2, 8, 8, 16), jnp.float32)
+  w = jax.ShapeDtypeStruct((3, 3, 16, 32), jnp.float32)
+  loss = lambda x, w: (_fast(x, w) ** 2).sum()
+  text = jax.jit(jax.grad(loss, (0, 1))).lower(x, w).as_text()
+  assert text.count("hcjax_conv2d_forward") == 2          # forward pass and input gradient
+  assert "hcjax_conv2d_weight_gradient" in text
+  assert "hcjax_conv2d" not in jax.jit(loss).lower(x, w).as_text()
+  few = jax.ShapeDtypeStruct((3, 3, 16, 3), jnp.float32)   # 3 outputs: XLA's forward
+  text = jax.jit(jax.grad(loss, (0, 1))).lower(x, few).as_text()
+  assert text.count("hcjax_conv2d_forward") == 1 and "hcjax_conv2d_weight_gradient" in text
+
+
+def test_training_passes_equal_torch():
+  torch = pytest.importorskip("torch")
+  rng = np.random.default_rng(5)
+  x = rng.standard_normal((3, 12, 10, 20)).astype(np.float32)
+  w = rng.standard_normal((5, 5, 20, 24)).astype(np.float32) * 0.1
+  g = rng.standard_normal((3, 12, 10, 24)).astype(np.float32)
+  out, vjp = jax.vjp(jax.jit(_fast), jnp.asarray(x), jnp.asarray(w))
+  dx, dw = vjp(jnp.asarray(g))
+  tx = torch.from_numpy(x).permute(0, 3, 1, 2).requires_grad_()
+  tw = torch.from_numpy(w).permute(3, 2, 0, 1).contiguous().requires_grad_()
+  t_out = torch.nn.functional.conv2d(tx, tw, padding=2)
+  t_out.backward(torch.from_numpy(g).permute(0, 3, 1, 2))
+  _close(out, t_out.detach().permute(0, 2, 3, 1).numpy())
+  _close(dx, tx.grad.permute(0, 2, 3, 1).numpy())
+  _close(dw, tw.grad.permute(2, 3, 1, 0).numpy())
+
+
+def test_a_batch_sharded_step_is_computed_per_device_and_reduced():
+  mesh = jax.make_mesh((len(jax.devices()),), ("data",), axis_types=(AxisType.Auto,))
+  sharding = NamedSharding(mesh, PartitionSpec("data"))
+  rng = np.random.default_rng(6)
+  x = rng.standard_normal((2 * len(jax.devices()), 8, 9, 16)).astype(np.float32)
+  w = rng.standard_normal((3, 3, 16, 16)).astype(np.float32)
+  grads = jax.jit(jax.grad(lambda x, w: (_fast(x, w) ** 2).sum(), (0, 1)))
+  sharded = grads(jax.device_put(x, sharding), w)
+  assert sharded[0].sharding.is_equivalent_to(sharding, 4)
+  for a, b in zip(sharded, grads(x, w)):
+    _close(a, b)
+  text = grads.lower(jax.device_put(x, sharding), w).compile().as_text()
+  assert "hcjax_conv2d_weight_gradient" in text
+  assert "all-gather" not in text and "all-reduce" in text
+
+
+def test_per_example_and_second_order_gradients():
+  """vmap takes the XLA path (the partitioned call cannot be batched); a gradient of the
+  gradient differentiates the XLA path."""
+  rng = np.random.default_rng(7)
+  x = jnp.asarray(rng.standard_normal((3, 6, 7, 16)), jnp.float32)
+  w = jnp.asarray(rng.standard_normal((3, 3, 16, 16)) * 0.1, jnp.float32)
+  loss = lambda conv: lambda w, x: (conv(x[None], w) ** 2).sum()
+  fast, xla = loss(_fast), loss(lambda x, w: _xla(x, w, "SAME"))
+  per_example = jax.jit(jax.vmap(jax.grad(fast), (None, 0)))(w, x)
+  _close(per_example, jnp.stack([jax.grad(xla)(w, x[i]) for i in range(3)]))
+  norm = lambda f: lambda w: (jax.grad(f)(w, x[0]) ** 2).sum()
+  _close(jax.jit(jax.grad(norm(fast)))(w), jax.grad(norm(xla))(w), tol=1e-4)
