@@ -118,3 +118,36 @@ def test_per_example_and_second_order_gradients():
   _close(per_example, jnp.stack([jax.grad(xla)(w, x[i]) for i in range(3)]))
   norm = lambda f: lambda w: (jax.grad(f)(w, x[0]) ** 2).sum()
   _close(jax.jit(jax.grad(norm(fast)))(w), jax.grad(norm(xla))(w), tol=1e-4)
+
+
+_ISA_CHECK = """
+import jax, jax.numpy as jnp, numpy as np
+from hcjax.ops import convolution, cpu_kernels
+assert cpu_kernels.available(), cpu_kernels.unavailable_reason()   # registers the targets
+rng = np.random.default_rng(0)
+for batch, height, width, cin, cout, kernel, pads in {shapes!r}:
+  x = jnp.asarray(rng.standard_normal((batch, height, width, cin)), jnp.float32)
+  w = jnp.asarray(rng.standard_normal((*kernel, cin, cout)), jnp.float32)
+  out = jax.lax.conv_general_dilated(x, w, (1, 1), pads, dimension_numbers={nhwc!r},
+                                     precision="highest")
+  g = jnp.asarray(rng.standard_normal(out.shape), jnp.float32)
+  dw = jax.vjp(lambda w: jax.lax.conv_general_dilated(
+      x, w, (1, 1), pads, dimension_numbers={nhwc!r}, precision="highest"), w)[1](g)[0]
+  for ours, theirs in ((convolution._kernel_forward(x, w, pads), out),
+      (convolution._kernel_weight_gradient(x, g, kernel, pads, None), dw)):
+    err = float(jnp.abs(ours - theirs).max() / jnp.abs(theirs).max())
+    assert err < 2e-5, (batch, height, width, cin, cout, kernel, pads, err)
+print("ok")
+"""
+
+
+@pytest.mark.parametrize("isa", ["avx2", "portable"])
+def test_narrower_vector_paths_equal_xla(isa):
+  """The AVX2 and portable tile loops (picked on CPUs without AVX-512), forced by the variable."""
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  code = _ISA_CHECK.format(shapes=SHAPES[1:6], nhwc=_NHWC)
+  env = dict(__import__("os").environ, HCJAX_CPU_KERNELS_ISA=isa, JAX_PLATFORMS="cpu")
+  result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                          timeout=300, check=False)
+  assert result.returncode == 0 and "ok" in result.stdout, result.stderr[-2000:]

@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from hcjax.models import dvf
 from hcjax.models.dvf import MultiScaleVoxelFlow, VoxelFlowNet, area_downsample
 from hcjax.ops import sampling
 from hcjax.ops.regularizers import total_variation
@@ -220,3 +221,23 @@ def test_total_variation_by_hand():
   np.testing.assert_allclose(total_variation(jnp.asarray(x[None, :1, :, None])), 1.5)  # H = 1
   g = jax.grad(total_variation)(batch)
   assert g.shape == batch.shape and np.all(np.isfinite(g))
+
+
+def test_upsampling_equals_resize_and_torch():
+  """The decoder's x2 upsampling (shifted blends) is jax.image.resize's bilinear and torch's
+  interpolate(bilinear, align_corners=False), edges included, and so is its gradient."""
+  torch = pytest.importorskip("torch")
+  rng = np.random.default_rng(3)
+  for shape in [(2, 5, 7, 3), (1, 1, 1, 2), (3, 4, 1, 5)]:
+    x = jnp.asarray(rng.standard_normal(shape), jnp.float32)
+    ours = dvf._upsample2(x)
+    resized = dvf._resize(x, 2 * shape[1], 2 * shape[2])
+    np.testing.assert_allclose(ours, resized, rtol=1e-6, atol=1e-6)
+    theirs = torch.nn.functional.interpolate(
+        torch.from_numpy(np.array(x)).permute(0, 3, 1, 2), scale_factor=2, mode="bilinear",
+        align_corners=False).permute(0, 2, 3, 1).numpy()
+    np.testing.assert_allclose(ours, theirs, rtol=1e-6, atol=1e-6)
+    g = jnp.asarray(rng.standard_normal(ours.shape), jnp.float32)
+    grads = [jax.vjp(f, x)[1](g)[0] for f in (dvf._upsample2, lambda x: dvf._resize(
+        x, 2 * shape[1], 2 * shape[2]))]
+    np.testing.assert_allclose(grads[0], grads[1], rtol=1e-5, atol=1e-5)

@@ -26,6 +26,7 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from jax import lax
 
 from hcjax.ops import sampling
 from hcjax.ops.convolution import conv_general_dilated
@@ -72,8 +73,22 @@ def _resize(x: jax.Array, height: int, width: int) -> jax.Array:
   return jax.image.resize(x, (x.shape[0], height, width, x.shape[-1]), "bilinear")
 
 
+def _upsample2_axis(x: jax.Array, axis: int) -> jax.Array:
+  """x2 along one axis with half-pixel centres: output 2i is 3/4 of input i and 1/4 of input
+  i - 1, output 2i + 1 leans on i + 1 instead, the edge pixel repeated past the border."""
+  n = x.shape[axis]
+  take = lambda start, stop: lax.slice_in_dim(x, start, stop, axis=axis)
+  before = jnp.concatenate([take(0, 1), take(0, n - 1)], axis)
+  after = jnp.concatenate([take(1, n), take(n - 1, n)], axis)
+  pair = jnp.stack([0.75 * x + 0.25 * before, 0.75 * x + 0.25 * after], axis + 1)
+  return pair.reshape(*x.shape[:axis], 2 * n, *x.shape[axis + 1:])
+
+
 def _upsample2(x: jax.Array) -> jax.Array:
-  return _resize(x, 2 * x.shape[1], 2 * x.shape[2])
+  """[B, H, W, C] -> [B, 2H, 2W, C], equal to _resize (jax.image.resize, bilinear) and to torch's
+  interpolate(bilinear, align_corners=False) at x2, as shifted blends: elementwise work that
+  XLA fuses, where resize contracts each axis with a dense [2n, n] matrix."""
+  return _upsample2_axis(_upsample2_axis(x, 1), 2)
 
 
 def _encoder_decoder(x: jax.Array, train: bool, *, variant: str, width: int,

@@ -5,7 +5,8 @@ loaded here with ctypes on first use. Ops call `available()` while tracing and o
 their pure-XLA path, so a missing compiler or an incompatible jaxlib costs speed, never a
 result; the first such fallback warns once with the reason. Set HCJAX_CPU_KERNELS=0 to use the
 XLA paths everywhere (for comparisons, or to export a gradient computation without custom
-calls).
+calls); HCJAX_CPU_KERNELS_ISA=avx2 or =portable caps the convolution kernels' vector width
+below the CPU's (read once per process; tests use it to check the narrower code paths).
 """
 
 from __future__ import annotations

@@ -16,8 +16,10 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -201,13 +203,20 @@ Tiles MakeTiles() {
   return tiles;
 }
 
+// The widest vectors this CPU has, at most those HCJAX_CPU_KERNELS_ISA names ("avx512", "avx2"
+// or "portable"; read once per process, for tests and comparisons).
 const Tiles& BestTiles() {
   static const Tiles tiles = [] {
+    const char* env = std::getenv("HCJAX_CPU_KERNELS_ISA");
+    const std::string cap = env == nullptr ? "" : env;
+    const bool avx512 = cap.empty() || cap == "avx512", avx2 = avx512 || cap == "avx2";
 #ifdef HCJAX_X86
-    if (__builtin_cpu_supports("avx512f")) return MakeTiles<Avx512, Avx512Maker>();
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+    if (avx512 && __builtin_cpu_supports("avx512f")) return MakeTiles<Avx512, Avx512Maker>();
+    if (avx2 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
       return MakeTiles<Avx2, Avx2Maker>();
     }
+#else
+    (void)avx512, (void)avx2;
 #endif
     return MakeTiles<Portable, PortableMaker>();
   }();
