@@ -7,9 +7,10 @@ and its forward pass reaches about 70% of these cores' peak. For a stride-1 NHWC
 convolution under differentiation, hcjax's compiled CPU kernels (csrc/conv2d.cc, see
 hcjax.ops.cpu_kernels) compute the forward pass, the input gradient (the forward pass of the
 output gradient with the kernel flipped) and the weight gradient, as register-tiled outer
-products at 90-95% of peak. They keep a batch-sharded operand sharded (each device computes its
-own rows; the weight gradient is then all-reduced) and take the XLA path under vmap. The
-undifferentiated call stays XLA's on every platform, so exported models carry no custom call.
+products at about 90% of peak (the forward kernel only with 16 or more channels in and out).
+They keep an evenly batch-sharded operand sharded (each device computes its own rows; the
+weight gradient is then all-reduced) and take the XLA path under vmap. The undifferentiated
+call stays XLA's on every platform, so exported models carry no custom call.
 
 Without the kernels (no compiler at install time, HCJAX_CPU_KERNELS=0) and for other float
 types, the weight gradient on CPU is instead one GEMM per chunk of rows:
@@ -39,8 +40,8 @@ from hcjax.ops import cpu_kernels
 _NHWC = ("NHWC", "HWIO", "NHWC")
 _CHUNK_ROWS = 4096   # rows of the padded grid per GEMM, over the whole batch (at least)
 _REAL_DTYPES = (jnp.dtype(jnp.float32), jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float16))
-# The forward kernel's vectors run over output channels: with fewer, most lanes would idle and
-# XLA's convolution is faster.
+# The forward kernel's vectors run over output channels and each tile call sums over the input
+# channels of one kernel offset: with fewer of either, XLA's convolution is faster.
 _KERNEL_MIN_CHANNELS = 16
 _OP = "convolution's training passes"
 
@@ -126,7 +127,7 @@ def _kernel_applies(*arrays: jax.Array) -> bool:
 
 def _forward(x, w, pads, precision):
   native = lambda x, w: _native(x, w, pads, precision)
-  if not _kernel_applies(x, w) or w.shape[3] < _KERNEL_MIN_CHANNELS:
+  if not _kernel_applies(x, w) or min(w.shape[2:]) < _KERNEL_MIN_CHANNELS:
     return native(x, w)
   return cpu_kernels.by_platform(_OP, lambda x, w: _kernel_forward(x, w, pads), native, x, w)
 
@@ -135,7 +136,7 @@ def _input_gradient(x, w, g, pads, precision):
   """dLoss/dx: on the kernel path, the forward pass of g with w flipped and transposed."""
   (kh, kw) = w.shape[:2]
   flipped_pads = tuple((k - 1 - lo, k - 1 - hi) for k, (lo, hi) in zip((kh, kw), pads))
-  if (not _kernel_applies(w, g) or w.shape[2] < _KERNEL_MIN_CHANNELS
+  if (not _kernel_applies(w, g) or min(w.shape[2:]) < _KERNEL_MIN_CHANNELS
       or any(p < 0 for pair in flipped_pads for p in pair)):
     return jax.vjp(lambda x: _native(x, w, pads, precision), x)[1](g)[0]
   flipped = jnp.flip(w, (0, 1)).transpose(0, 1, 3, 2)

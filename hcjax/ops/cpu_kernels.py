@@ -14,6 +14,7 @@ from __future__ import annotations
 import ctypes
 import functools
 import importlib.machinery
+import math
 import os
 import re
 import threading
@@ -49,6 +50,10 @@ def disabled_by_environment() -> bool:
   return os.environ.get(_ENV, "1").strip().lower() in ("0", "false", "no", "off")
 
 
+_ISA_ENV = "HCJAX_CPU_KERNELS_ISA"
+_ISAS = ("avx512", "avx2", "portable")
+
+
 def _load() -> str | None:
   """None when the kernels are registered (registering them on the first call), else why they
   are unavailable. The variable is read on every call, while tracing: functions already traced
@@ -69,6 +74,10 @@ def _version(text: str) -> tuple[int, ...]:
 @functools.cache
 def _register() -> str | None:
   """Loads the library and registers every target, once per process."""
+  isa = os.environ.get(_ISA_ENV)
+  if isa is not None and isa not in _ISAS:
+    warnings.warn(f"{_ISA_ENV}={isa!r} is not one of {_ISAS}; the kernels use the CPU's widest "
+                  "vectors", RuntimeWarning, stacklevel=2)
   path = _library_path()
   rebuild = "reinstall hcjax (`pip install -e .`) on a machine with a C++17 compiler"
   if path is None:
@@ -85,10 +94,12 @@ def _register() -> str | None:
     for target, symbol in TARGETS.items():
       jax.ffi.register_ffi_target(target, jax.ffi.pycapsule(getattr(library, symbol)),
                                   platform="cpu")
-      # Every leading axis is a batch axis to the kernels. (Inside lax.platform_dependent,
-      # XLA 0.10's partitioner still gathers a batch-sharded operand: on a multi-device CPU
-      # mesh each device computes the whole batch, correctly but without the speed-up.)
-      if hasattr(jax.ffi, "register_ffi_target_as_batch_partitionable"):
+      # Every leading axis is a batch axis to the sampling kernels. (XLA 0.10's partitioner
+      # still gathers a batch-sharded operand of them: on a multi-device CPU mesh each device
+      # computes the whole batch, correctly but without the speed-up. The convolution kernels
+      # are split by sharded_by_batch instead.)
+      if (target.startswith("hcjax_bilinear")
+          and hasattr(jax.ffi, "register_ffi_target_as_batch_partitionable")):
         jax.ffi.register_ffi_target_as_batch_partitionable(target)
   except (OSError, AttributeError, RuntimeError, ValueError) as e:
     return f"{path} could not be loaded or registered ({e}); {rebuild}"
@@ -125,10 +136,17 @@ def by_platform(op: str, cpu, xla, *args):
   return lax.platform_dependent(*args, cpu=kernel, default=xla)
 
 
-def _batch_axes(sharding):
-  """The mesh axes that shard an operand's leading axis (None: it is not sharded)."""
+def _batch_axes(shape) -> str | tuple[str, ...] | None:
+  """The mesh axes that shard an operand's leading axis evenly (None: it is not sharded, or
+  not evenly: XLA would pad the last shards with rows that a summing kernel must not see)."""
+  sharding = shape.sharding
   spec = getattr(sharding, "spec", None)
-  return spec[0] if spec else None
+  axes = spec[0] if spec else None
+  if axes is None:
+    return None
+  names = (axes,) if isinstance(axes, str) else tuple(axes)
+  shards = math.prod(sharding.mesh.shape[name] for name in names)
+  return axes if shape.shape[0] % shards == 0 else None
 
 
 def sharded_by_batch(kernel, xla, rule: str, *, summed: bool = False):
@@ -146,7 +164,7 @@ def sharded_by_batch(kernel, xla, rule: str, *, summed: bool = False):
   batched_operands = [o.split()[0] == "b" for o in rule.split("->")[0].split(",")]
 
   def partition(mesh, arg_shapes, result_shape):
-    axes = _batch_axes(arg_shapes[0].sharding)
+    axes = _batch_axes(arg_shapes[0])
     arg_shardings = tuple(
         NamedSharding(mesh, P(axes if batched else None, *([None] * (len(a.shape) - 1))))
         for a, batched in zip(arg_shapes, batched_operands))
@@ -159,7 +177,7 @@ def sharded_by_batch(kernel, xla, rule: str, *, summed: bool = False):
     return mesh, lower, result, arg_shardings
 
   def infer(mesh, arg_shapes, result_shape):
-    axes = _batch_axes(arg_shapes[0].sharding)
+    axes = _batch_axes(arg_shapes[0])
     return NamedSharding(mesh, result_axes(axes, len(result_shape.shape)))
 
   partitioned = custom_partitioning(kernel)

@@ -203,13 +203,13 @@ Tiles MakeTiles() {
   return tiles;
 }
 
-// The widest vectors this CPU has, at most those HCJAX_CPU_KERNELS_ISA names ("avx512", "avx2"
-// or "portable"; read once per process, for tests and comparisons).
+// The widest vectors this CPU has, at most those HCJAX_CPU_KERNELS_ISA names ("avx2" or
+// "portable"; any other value is no cap; read once per process, for tests and comparisons).
 const Tiles& BestTiles() {
   static const Tiles tiles = [] {
     const char* env = std::getenv("HCJAX_CPU_KERNELS_ISA");
     const std::string cap = env == nullptr ? "" : env;
-    const bool avx512 = cap.empty() || cap == "avx512", avx2 = avx512 || cap == "avx2";
+    const bool avx512 = cap != "avx2" && cap != "portable", avx2 = cap != "portable";
 #ifdef HCJAX_X86
     if (avx512 && __builtin_cpu_supports("avx512f")) return MakeTiles<Avx512, Avx512Maker>();
     if (avx2 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
@@ -234,6 +234,7 @@ struct Conv {
 };
 
 constexpr int64_t kChannelBlock = 128;  // input channels per forward tile call
+constexpr int64_t kPartialBytes = int64_t{256} << 20;  // weight-gradient buffers, all workers
 
 // One output row (b, y) of the forward pass: for each vector block of output channels, every
 // kernel offset and block of input channels, tiles of up to `rows` output pixels.
@@ -346,13 +347,19 @@ ffi::Error WeightGradient(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x,
   if (size == 0 || items == 0 || k.out_width == 0) return ffi::Error::Success();
   const Tiles& tiles = BestTiles();
   const bool by_in = LaneUse(k.in, tiles.lanes) > LaneUse(k.out, tiles.lanes);
-  const int64_t workers = hcjax::Workers(pool, items);
+  // One buffer per worker, together at most kPartialBytes (XLA does not see them).
+  const int64_t max_workers =
+      std::max<int64_t>(1, kPartialBytes / (size * static_cast<int64_t>(sizeof(float))));
+  const int64_t workers = hcjax::Workers(pool, items, max_workers);
   std::vector<std::unique_ptr<float[]>> partial(workers);
-  ParallelFor(pool, items, [&](int64_t worker, int64_t item) {
-    if (!partial[worker]) partial[worker].reset(new float[size]());
-    WeightGradientRow(k, tiles, by_in, x.typed_data(), g.typed_data(), partial[worker].get(),
-                      item / k.out_height, item % k.out_height);
-  });
+  ParallelFor(
+      pool, items,
+      [&](int64_t worker, int64_t item) {
+        if (!partial[worker]) partial[worker].reset(new float[size]());
+        WeightGradientRow(k, tiles, by_in, x.typed_data(), g.typed_data(),
+                          partial[worker].get(), item / k.out_height, item % k.out_height);
+      },
+      max_workers);
   // result[i, j, c, o] = the workers' sum, transposed from [.., o, c] when by_in.
   const int64_t planes = k.kh * k.kw, plane = k.in * k.out;
   ParallelFor(pool, planes, [&](int64_t, int64_t q) {

@@ -13,19 +13,21 @@
 
 namespace hcjax {
 
-// How many workers ParallelFor uses for n items: the caller and up to threads - 1 helpers.
-inline int64_t Workers(xla::ffi::ThreadPool& pool, int64_t n) {
-  return std::max<int64_t>(1, std::min<int64_t>(pool.num_threads(), n));
+// How many workers ParallelFor uses for n items: the caller and up to threads - 1 helpers, at
+// most max_workers.
+inline int64_t Workers(xla::ffi::ThreadPool& pool, int64_t n, int64_t max_workers = INT64_MAX) {
+  return std::max<int64_t>(1, std::min<int64_t>({pool.num_threads(), n, max_workers}));
 }
 
 // Runs body(worker, i) for i in [0, n) on the caller (worker 0) and the pool (workers 1 ..
-// Workers(pool, n) - 1); a worker runs its items one after another, so per-worker scratch
-// needs no lock. The caller never waits for a task to start, only for items already taken,
+// Workers(pool, n, max_workers) - 1); a worker runs its items one after another, so
+// per-worker scratch needs no lock. The caller never waits for a task to start, only for items already taken,
 // so a busy (or absent) pool cannot deadlock it; tasks that start late find nothing left and
 // touch only the shared counters.
 template <typename Body>
-void ParallelFor(xla::ffi::ThreadPool& pool, int64_t n, const Body& body) {
-  const int64_t workers = Workers(pool, n);
+void ParallelFor(xla::ffi::ThreadPool& pool, int64_t n, const Body& body,
+                 int64_t max_workers = INT64_MAX) {
+  const int64_t workers = Workers(pool, n, max_workers);
   if (workers <= 1) {
     for (int64_t i = 0; i < n; ++i) body(int64_t{0}, i);
     return;
