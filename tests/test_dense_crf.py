@@ -91,6 +91,7 @@ def test_matrix_compatibility_agrees_with_pydensecrf():
   assert np.abs(q - expected).mean() <= 1e-3
 
 
+@pytest.mark.slow  # over 25 s on a 2-core CPU; run with -m slow
 def test_noise_needs_the_largest_lattice_and_still_agrees():
   """Pure noise at a narrow colour width overflows the small tiers: the last one takes it."""
   rng = np.random.default_rng(1)
@@ -108,6 +109,7 @@ def test_noise_needs_the_largest_lattice_and_still_agrees():
   assert np.all(np.isnan(np.asarray(fixed)))
 
 
+@pytest.mark.slow  # over 25 s on a 2-core CPU; run with -m slow
 def test_keys_too_wide_to_pack_take_the_lexicographic_branch():
   """A colour width far below one grey level spreads the keys past 32 bits: still exact."""
   from hcjax.ops import permutohedral  # pylint: disable=g-import-not-at-top
@@ -166,6 +168,7 @@ def test_exact_method_equals_the_textbook_loop(normalization):
   np.testing.assert_allclose(np.asarray(q)[0], expected, atol=2e-5)
 
 
+@pytest.mark.slow  # over 25 s on a 2-core CPU; run with -m slow
 def test_batch_return_logits_and_fixed_capacity_match_one_at_a_time():
   images = np.stack([_photo("chelsea", (12, 16)), _photo("coffee", (12, 16))])
   unary = np.stack([_unary((12, 16), 4, seed=s) for s in (0, 1)])

@@ -226,6 +226,7 @@ def test_config_errors():
     _task("test,multiscale", **{"loss.scale_weights": (1.0,)})
 
 
+@pytest.mark.slow  # over 25 s on a 2-core CPU; run with -m slow
 def test_the_loss_trains_every_parameter_of_the_multiscale_model():
   """Every layer, the fusion included, gets a gradient from the task's loss."""
   import jax  # pylint: disable=g-import-not-at-top

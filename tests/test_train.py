@@ -179,6 +179,7 @@ def test_sigterm_checkpoints_and_exits_cleanly(data_dir, tmp_path):
   assert f"step {step + 2}:" in again.stdout
 
 
+@pytest.mark.slow  # over 25 s on a 2-core CPU; run with -m slow
 def test_restore_onto_a_different_device_count(data_dir, tmp_path):
   extra = ["--config.total_steps=3", "--config.mesh=(('data', 4), ('fsdp', 2))",
            "--config.sharding.fsdp_min_size=256"]
@@ -280,6 +281,7 @@ def test_validate_rejects_missing_init_from(tmp_path):
     train.validate(config)
 
 
+@pytest.mark.slow  # over 25 s on a 2-core CPU; run with -m slow
 def test_init_from_another_run(data_dir, tmp_path):
   first = make_config(data_dir, total_steps=2, eval_every=0)
   first.optimizer.warmup_steps = 0
@@ -296,6 +298,7 @@ def test_init_from_another_run(data_dir, tmp_path):
   assert result["step"] == 1
 
 
+@pytest.mark.slow  # over 25 s on a 2-core CPU; run with -m slow
 def test_bfloat16_compute_is_close_to_float32(tmp_path):
   base = make_config(tmp_path, mesh=(("data", 1), ("fsdp", 1)))
   _, m_full = _one_step(base, jax.devices()[:1])
