@@ -155,8 +155,8 @@ def sharded_by_batch(kernel, xla, rule: str, *, summed: bool = False):
   An FFI call is opaque to XLA's partitioner, which would otherwise gather a batch-sharded
   operand onto every device. Here the first operand's batch sharding is kept for the operands
   that have the batch axis (those whose first factor in `rule` is "b") and everything else is
-  replicated; the result is sharded the same way, or, for a kernel that
-  sums over the batch (summed=True), replicated after an all-reduce over those mesh axes.
+  replicated; the result is sharded the same way, or, for a kernel that sums over the batch
+  (summed=True), replicated after an all-reduce over those mesh axes.
   `rule` names the axes einsum-style for Shardy ("b h w c, i j c o -> b y x o"; "b" is the
   batch). Under vmap (which the partitioner cannot batch) the XLA path `xla` runs instead.
   """
