@@ -125,9 +125,14 @@ def _kernel_applies(*arrays: jax.Array) -> bool:
   return all(a.dtype == jnp.float32 for a in arrays)
 
 
+def _forward_kernel_applies(w: jax.Array, *arrays: jax.Array) -> bool:
+  """Whether the forward kernel (also the input gradient's) takes a conv of kernel w."""
+  return _kernel_applies(w, *arrays) and min(w.shape[2:]) >= _KERNEL_MIN_CHANNELS
+
+
 def _forward(x, w, pads, precision):
   native = lambda x, w: _native(x, w, pads, precision)
-  if not _kernel_applies(x, w) or min(w.shape[2:]) < _KERNEL_MIN_CHANNELS:
+  if not _forward_kernel_applies(w, x):
     return native(x, w)
   return cpu_kernels.by_platform(_OP, lambda x, w: _kernel_forward(x, w, pads), native, x, w)
 
@@ -136,8 +141,7 @@ def _input_gradient(x, w, g, pads, precision):
   """dLoss/dx: on the kernel path, the forward pass of g with w flipped and transposed."""
   (kh, kw) = w.shape[:2]
   flipped_pads = tuple((k - 1 - lo, k - 1 - hi) for k, (lo, hi) in zip((kh, kw), pads))
-  if (not _kernel_applies(w, g) or min(w.shape[2:]) < _KERNEL_MIN_CHANNELS
-      or any(p < 0 for pair in flipped_pads for p in pair)):
+  if not _forward_kernel_applies(w, g) or any(p < 0 for pair in flipped_pads for p in pair):
     return jax.vjp(lambda x: _native(x, w, pads, precision), x)[1](g)[0]
   flipped = jnp.flip(w, (0, 1)).transpose(0, 1, 3, 2)
   return cpu_kernels.by_platform(

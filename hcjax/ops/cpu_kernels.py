@@ -163,6 +163,10 @@ def sharded_by_batch(kernel, xla, rule: str, *, summed: bool = False):
   result_axes = lambda axes, rank: P() if summed else P(axes, *([None] * (rank - 1)))
   batched_operands = [o.split()[0] == "b" for o in rule.split("->")[0].split(",")]
 
+  def infer(mesh, arg_shapes, result_shape):
+    axes = _batch_axes(arg_shapes[0])
+    return NamedSharding(mesh, result_axes(axes, len(result_shape.shape)))
+
   def partition(mesh, arg_shapes, result_shape):
     axes = _batch_axes(arg_shapes[0])
     arg_shardings = tuple(
@@ -173,12 +177,7 @@ def sharded_by_batch(kernel, xla, rule: str, *, summed: bool = False):
       out = kernel(*args)
       return lax.psum(out, axes) if summed and axes is not None else out
 
-    result = NamedSharding(mesh, result_axes(axes, len(result_shape.shape)))
-    return mesh, lower, result, arg_shardings
-
-  def infer(mesh, arg_shapes, result_shape):
-    axes = _batch_axes(arg_shapes[0])
-    return NamedSharding(mesh, result_axes(axes, len(result_shape.shape)))
+    return mesh, lower, infer(mesh, arg_shapes, result_shape), arg_shardings
 
   partitioned = custom_partitioning(kernel)
   # Every factor but the batch stays whole, listed in order of appearance (as Shardy asks).

@@ -55,11 +55,16 @@ using TileFn = void (*)(const TileArgs&);
 
 #define HCJAX_UNROLL _Pragma("GCC unroll 16")
 
-// The tile loop over a vector type T (T::kLanes floats; Load, Store, Broadcast, Fma); ATTR
-// carries the instruction set. kMasked: the last vector has fewer than kLanes lanes.
+// NAME<rows, vectors, masked>::Run, the tile loop over a vector type T (T::kLanes floats; Load,
+// Store, Broadcast, Fma); ATTR carries the instruction set. kMasked: the last vector has fewer
+// than kLanes lanes.
 #define HCJAX_DEFINE_TILE(NAME, ATTR, T)                                               \
   template <int kRows, int kVectors, bool kMasked>                                     \
-  ATTR void NAME(const TileArgs& t) {                                                  \
+  struct NAME {                                                                        \
+    ATTR static void Run(const TileArgs& t);                                           \
+  };                                                                                   \
+  template <int kRows, int kVectors, bool kMasked>                                     \
+  ATTR void NAME<kRows, kVectors, kMasked>::Run(const TileArgs& t) {                   \
     using V = typename T::V;                                                           \
     const auto mask = T::Mask(kMasked ? t.tail : T::kLanes);                           \
     V acc[kRows][kVectors];                                                            \
@@ -165,41 +170,36 @@ struct Tiles {
   void operator()(int64_t rows_, int64_t vectors_, const TileArgs& t) const {
     fn[rows_ - 1][vectors_ - 1][t.tail < lanes](t);
   }
+
+  // Calls body(first, vectors, tail) for each block of up to lanes · vectors of `total`
+  // channels: its first channel, its vectors and the lanes of the last one.
+  template <typename Body>
+  void ForBlocks(int64_t total, const Body& body) const {
+    const int64_t block = lanes * vectors;
+    for (int64_t first = 0; first < total; first += block) {
+      const int64_t span = std::min(block, total - first);
+      const int64_t count = (span + lanes - 1) / lanes;
+      body(first, count, span - (count - 1) * lanes);
+    }
+  }
 };
 
-template <int kRows, int kVectors, template <int, int, bool> class Maker>
-void Fill(Tiles& tiles) {
-  tiles.fn[kRows - 1][kVectors - 1][0] = Maker<kRows, kVectors, false>::fn;
-  tiles.fn[kRows - 1][kVectors - 1][1] = Maker<kRows, kVectors, true>::fn;
-}
-
-// Maker<R, V, M>::fn names NAME<R, V, M>, so that Fill can take the tile template.
-#define HCJAX_MAKER(MAKER, NAME)                       \
-  template <int kRows, int kVectors, bool kMasked>     \
-  struct MAKER {                                       \
-    static constexpr TileFn fn = &NAME<kRows, kVectors, kMasked>; \
-  };
-
-HCJAX_MAKER(PortableMaker, TilePortable)
-#ifdef HCJAX_X86
-HCJAX_MAKER(Avx2Maker, TileAvx2)
-HCJAX_MAKER(Avx512Maker, TileAvx512)
-#endif
-
-template <template <int, int, bool> class Maker, int kRow, int... kVector>
+template <template <int, int, bool> class Tile, int kRow, int... kVector>
 void FillRow(Tiles& tiles, std::integer_sequence<int, kVector...>) {
-  (Fill<kRow + 1, kVector + 1, Maker>(tiles), ...);
+  ((tiles.fn[kRow][kVector][0] = &Tile<kRow + 1, kVector + 1, false>::Run,
+    tiles.fn[kRow][kVector][1] = &Tile<kRow + 1, kVector + 1, true>::Run),
+   ...);
 }
 
-template <class T, template <int, int, bool> class Maker, int... kRow>
+template <class T, template <int, int, bool> class Tile, int... kRow>
 void FillRows(Tiles& tiles, std::integer_sequence<int, kRow...>) {
-  (FillRow<Maker, kRow>(tiles, std::make_integer_sequence<int, T::kVectors>()), ...);
+  (FillRow<Tile, kRow>(tiles, std::make_integer_sequence<int, T::kVectors>()), ...);
 }
 
-template <class T, template <int, int, bool> class Maker>
+template <class T, template <int, int, bool> class Tile>
 Tiles MakeTiles() {
   Tiles tiles{T::kLanes, T::kRows, T::kVectors, {}};
-  FillRows<T, Maker>(tiles, std::make_integer_sequence<int, T::kRows>());
+  FillRows<T, Tile>(tiles, std::make_integer_sequence<int, T::kRows>());
   return tiles;
 }
 
@@ -211,14 +211,14 @@ const Tiles& BestTiles() {
     const std::string cap = env == nullptr ? "" : env;
     const bool avx512 = cap != "avx2" && cap != "portable", avx2 = cap != "portable";
 #ifdef HCJAX_X86
-    if (avx512 && __builtin_cpu_supports("avx512f")) return MakeTiles<Avx512, Avx512Maker>();
+    if (avx512 && __builtin_cpu_supports("avx512f")) return MakeTiles<Avx512, TileAvx512>();
     if (avx2 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
-      return MakeTiles<Avx2, Avx2Maker>();
+      return MakeTiles<Avx2, TileAvx2>();
     }
 #else
     (void)avx512, (void)avx2;
 #endif
-    return MakeTiles<Portable, PortableMaker>();
+    return MakeTiles<Portable, TilePortable>();
   }();
   return tiles;
 }
@@ -242,11 +242,7 @@ void ForwardRow(const Conv& k, const Tiles& tiles, const float* x, const float* 
                 int64_t b, int64_t y) {
   float* row = out + (b * k.out_height + y) * k.out_width * k.out;
   std::fill(row, row + k.out_width * k.out, 0.0f);
-  const int64_t block = tiles.lanes * tiles.vectors;
-  for (int64_t o0 = 0; o0 < k.out; o0 += block) {
-    const int64_t span = std::min(block, k.out - o0);
-    const int64_t vectors = (span + tiles.lanes - 1) / tiles.lanes;
-    const int64_t tail = span - (vectors - 1) * tiles.lanes;
+  tiles.ForBlocks(k.out, [&](int64_t o0, int64_t vectors, int64_t tail) {
     for (int64_t i = 0; i < k.kh; ++i) {
       const int64_t yy = y + i - k.top;
       if (yy < 0 || yy >= k.height) continue;
@@ -264,7 +260,7 @@ void ForwardRow(const Conv& k, const Tiles& tiles, const float* x, const float* 
         }
       }
     }
-  }
+  });
 }
 
 // One output-gradient row (b, y) of the weight gradient, added to acc [kh, kw, in, out]
@@ -274,7 +270,6 @@ void WeightGradientRow(const Conv& k, const Tiles& tiles, bool by_in, const floa
   const float* g_row = g + (b * k.out_height + y) * k.out_width * k.out;
   // The broadcast side (rows of a tile) and the vector side, per output pixel.
   const int64_t rows_total = by_in ? k.out : k.in, lanes_total = by_in ? k.in : k.out;
-  const int64_t block = tiles.lanes * tiles.vectors;
   for (int64_t i = 0; i < k.kh; ++i) {
     const int64_t yy = y + i - k.top;
     if (yy < 0 || yy >= k.height) continue;
@@ -288,16 +283,13 @@ void WeightGradientRow(const Conv& k, const Tiles& tiles, bool by_in, const floa
       const float* v = by_in ? in_px : g_px;
       const int64_t sa = by_in ? k.out : k.in, sv = by_in ? k.in : k.out;
       float* tile = acc + (i * k.kw + j) * k.in * k.out;
-      for (int64_t l0 = 0; l0 < lanes_total; l0 += block) {
-        const int64_t span = std::min(block, lanes_total - l0);
-        const int64_t vectors = (span + tiles.lanes - 1) / tiles.lanes;
-        const int64_t tail = span - (vectors - 1) * tiles.lanes;
+      tiles.ForBlocks(lanes_total, [&](int64_t l0, int64_t vectors, int64_t tail) {
         for (int64_t r0 = 0; r0 < rows_total; r0 += tiles.rows) {
           tiles(std::min(tiles.rows, rows_total - r0), vectors,
                 {last - first, a + r0, sa, 1, v + l0, sv, tile + r0 * lanes_total + l0,
                  lanes_total, tail});
         }
-      }
+      });
     }
   }
 }
