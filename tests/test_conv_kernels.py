@@ -90,6 +90,35 @@ def test_training_passes_equal_torch():
   _close(dw, tw.grad.permute(2, 3, 1, 0).numpy())
 
 
+@pytest.mark.parametrize("shape,kernel,strides,pad", [
+    ((2, 17, 15, 3), (7, 7), (2, 2), 3),      # a ResNet stem, odd sizes
+    ((2, 12, 11, 16), (3, 3), (2, 2), 1),     # a ResNet stage's first conv
+    ((1, 13, 10, 5), (3, 3), (3, 2), 0),      # the output's last row takes the last input row
+    ((2, 9, 9, 4), (2, 2), (3, 3), 1),        # strides past the kernel
+])
+def test_strided_weight_gradient_is_the_space_to_depth_kernel_and_equals_torch(
+    shape, kernel, strides, pad):
+  torch = pytest.importorskip("torch")
+  rng = np.random.default_rng(9)
+  x = rng.standard_normal(shape).astype(np.float32)
+  w = rng.standard_normal((*kernel, shape[-1], 24)).astype(np.float32) * 0.1
+  conv = lambda x, w: convolution.conv_general_dilated(x, w, strides, [(pad, pad)] * 2,
+                                                       dimension_numbers=_NHWC)
+  out = conv(x, w)
+  g = rng.standard_normal(out.shape).astype(np.float32)
+  grads = jax.jit(lambda x, w, g: jax.vjp(conv, x, w)[1](g))
+  assert "hcjax_conv2d_weight_gradient" in grads.lower(x, w, g).as_text()
+  assert "hcjax_conv2d" not in jax.jit(conv).lower(x, w).as_text()
+  dx, dw = grads(x, w, g)
+  tx = torch.from_numpy(x).permute(0, 3, 1, 2).requires_grad_()
+  tw = torch.from_numpy(w).permute(3, 2, 0, 1).contiguous().requires_grad_()
+  t_out = torch.nn.functional.conv2d(tx, tw, stride=strides, padding=pad)
+  t_out.backward(torch.from_numpy(g).permute(0, 3, 1, 2))
+  _close(out, t_out.detach().permute(0, 2, 3, 1).numpy())
+  _close(dx, tx.grad.permute(0, 2, 3, 1).numpy())
+  _close(dw, tw.grad.permute(2, 3, 1, 0).numpy())
+
+
 @pytest.mark.parametrize("axes", [("data",), ("data", "fsdp")])
 def test_a_batch_sharded_step_is_computed_per_device_and_reduced(axes):
   n = len(jax.devices())
@@ -122,14 +151,16 @@ def test_an_unevenly_sharded_batch_gives_the_true_gradient():
   _close(ours, jax.grad(loss(lambda x, w: _xla(x, w, "SAME")))(w, x))
 
 
-def test_per_example_and_second_order_gradients():
+@pytest.mark.parametrize("strides", [(1, 1), (2, 2)])
+def test_per_example_and_second_order_gradients(strides):
   """vmap takes the XLA path (the partitioned call cannot be batched); a gradient of the
   gradient differentiates the XLA path."""
   rng = np.random.default_rng(7)
   x = jnp.asarray(rng.standard_normal((3, 6, 7, 16)), jnp.float32)
   w = jnp.asarray(rng.standard_normal((3, 3, 16, 16)) * 0.1, jnp.float32)
   loss = lambda conv: lambda w, x: (conv(x[None], w) ** 2).sum()
-  fast, xla = loss(_fast), loss(lambda x, w: _xla(x, w, "SAME"))
+  conv = lambda op: lambda x, w: op(x, w, strides, "SAME", dimension_numbers=_NHWC)
+  fast, xla = loss(conv(convolution.conv_general_dilated)), loss(conv(jax.lax.conv_general_dilated))
   per_example = jax.jit(jax.vmap(jax.grad(fast), (None, 0)))(w, x)
   _close(per_example, jnp.stack([jax.grad(xla)(w, x[i]) for i in range(3)]))
   norm = lambda f: lambda w: (jax.grad(f)(w, x[0]) ** 2).sum()

@@ -36,6 +36,30 @@ def test_gradients_equal_xla_native(batch, height, width, cin, cout, kernel, pad
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("kernels", ["1", "0"])
+@pytest.mark.parametrize("shape,kernel,strides,padding", [
+    ((2, 13, 11, 3), (7, 7), (2, 2), "SAME"),
+    ((1, 9, 10, 17), (3, 2), (2, 3), ((1, 0), (0, 2))),
+    ((2, 8, 8, 6), (2, 2), (3, 3), "VALID"),
+])
+def test_strided_gradients_equal_xla_native(monkeypatch, kernels, shape, kernel, strides,
+                                            padding):
+  """With the compiled kernels and with the chunked GEMMs (HCJAX_CPU_KERNELS=0)."""
+  monkeypatch.setenv("HCJAX_CPU_KERNELS", kernels)
+  rng = np.random.default_rng(7)
+  x = jnp.asarray(rng.normal(size=shape), jnp.float32)
+  w = jnp.asarray(rng.normal(size=kernel + (shape[-1], 5)), jnp.float32)
+  fast = lambda x, w: convolution.conv_general_dilated(x, w, strides, padding,
+                                                       dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  out = fast(x, w)
+  np.testing.assert_array_equal(out, _native(x, w, padding, strides))
+  g = jnp.asarray(rng.normal(size=out.shape), jnp.float32)
+  ours = jax.jit(lambda x, w: jax.vjp(fast, x, w)[1](g))(x, w)
+  theirs = jax.vjp(lambda x, w: _native(x, w, padding, strides), x, w)[1](g)
+  for a, b in zip(ours, theirs):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
 def test_weight_gradient_equals_torch_and_chunks_do_not_matter(monkeypatch):
   torch = pytest.importorskip("torch")
   rng = np.random.default_rng(1)

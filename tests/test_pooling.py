@@ -52,8 +52,21 @@ def test_low_precision_and_integer_inputs_and_padding_never_wins():
                                 np.asarray(_flax(xi, 2, 2, "SAME")))
 
 
+@pytest.mark.parametrize("shape,window,stride,padding",
+                         [case for case in CASES if case[1] != case[2]])
+def test_overlapping_windows_send_tied_gradients_where_flax_does(shape, window, stride, padding):
+  """Small integers: most windows hold tied maxima. A distinct cotangent per output shows
+  which input each window's gradient reached."""
+  x = jnp.asarray(np.random.default_rng(5).integers(0, 3, shape), jnp.float32)
+  ours, ours_vjp = jax.vjp(lambda v: max_pool(v, window, stride, padding=padding), x)
+  _, ref_vjp = jax.vjp(lambda v: _flax(v, window, stride, padding), x)
+  g = jnp.arange(1, ours.size + 1, dtype=jnp.float32).reshape(ours.shape)
+  np.testing.assert_array_equal(np.asarray(ours_vjp(g)[0]), np.asarray(ref_vjp(g)[0]))
+
+
 def test_tied_maxima_share_the_gradient():
-  """A window of equal values: the gradient is split among them and its sum is kept."""
+  """Non-overlapping windows of equal values: the gradient is split among them and its sum is
+  kept."""
   x = jnp.ones((1, 2, 2, 1), jnp.float32)
   grad = jax.grad(lambda v: max_pool(v, 2, 2).sum())(x)
   np.testing.assert_allclose(np.asarray(grad).reshape(-1), [0.25] * 4)

@@ -12,6 +12,7 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
+from hcjax.ops.convolution import conv_general_dilated
 from hcjax.ops.pooling import max_pool
 
 STAGES = {18: ((2, 2, 2, 2), "basic"), 34: ((3, 4, 6, 3), "basic"),
@@ -31,7 +32,8 @@ class _Block(nn.Module):
   @nn.compact
   def __call__(self, x, train: bool):
     conv = lambda f, k, s, name: nn.Conv(f, (k, k), (s, s), padding=[(k // 2, k // 2)] * 2,
-                                         use_bias=False, dtype=self.dtype, name=name)
+                                         use_bias=False, dtype=self.dtype, name=name,
+                                         conv_general_dilated=conv_general_dilated)
     norm = lambda name, zero=False: nn.BatchNorm(
         use_running_average=not train, momentum=self.bn_momentum, epsilon=self.bn_epsilon,
         dtype=self.dtype, name=name, scale_init=nn.initializers.zeros if zero else nn.initializers.ones)
@@ -67,10 +69,10 @@ class ResNetBackbone(nn.Module):
     x = x.astype(self.dtype)
     if self.stem == "imagenet":
       x = nn.Conv(self.width, (7, 7), (2, 2), padding=[(3, 3), (3, 3)], use_bias=False,
-                  dtype=self.dtype, name="stem_conv")(x)
+                  dtype=self.dtype, name="stem_conv", conv_general_dilated=conv_general_dilated)(x)
     else:  # Tiny images keep their resolution.
       x = nn.Conv(self.width, (3, 3), padding=[(1, 1), (1, 1)], use_bias=False, dtype=self.dtype,
-                  name="stem_conv")(x)
+                  name="stem_conv", conv_general_dilated=conv_general_dilated)(x)
     x = nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum,
                      epsilon=self.bn_epsilon, dtype=self.dtype, name="stem_bn")(x)
     x = nn.relu(x)

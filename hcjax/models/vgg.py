@@ -14,6 +14,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from hcjax.ops.convolution import conv_general_dilated
 from hcjax.ops.pooling import max_pool
 
 # torchvision's ImageNet statistics for RGB in 0..1: converted torchvision weights work as they are.
@@ -72,7 +73,8 @@ class VGG16(nn.Module):
       rate = 2 if dilated and block == 5 else 1
       for i in range(1, convs + 1):
         x = nn.Conv(self.width * multiplier, (3, 3), padding="SAME", kernel_dilation=rate,
-                    kernel_init=HE_INIT, dtype=self.dtype, name=f"conv{block}_{i}")(x)
+                    kernel_init=HE_INIT, dtype=self.dtype, name=f"conv{block}_{i}",
+                    conv_general_dilated=conv_general_dilated)(x)
         if self.batch_norm:
           x = nn.BatchNorm(use_running_average=not train, momentum=0.9, dtype=self.dtype,
                            name=f"bn{block}_{i}")(x)
@@ -87,7 +89,8 @@ class VGG16(nn.Module):
       return out
     drop = nn.Dropout(self.dropout_rate, deterministic=not train)
     x = nn.Conv(self.fc_width, (7, 7), padding="SAME", kernel_dilation=4 if dilated else 1,
-                kernel_init=HE_INIT, dtype=self.dtype, name="fc6")(x)
+                kernel_init=HE_INIT, dtype=self.dtype, name="fc6",
+                conv_general_dilated=conv_general_dilated)(x)
     x = drop(nn.relu(x))
     x = nn.Conv(self.fc_width, (1, 1), kernel_init=HE_INIT, dtype=self.dtype, name="fc7")(x)
     out["features"] = drop(nn.relu(x))
