@@ -10,8 +10,9 @@
 //   weight gradient  dw[i, j, c, o] = sum_{b, y, x} in[b, y + i - top, x + j - left, c]
 //                                                    · g[b, y, x, o]
 // (the input gradient is the forward pass of g with the kernel flipped and transposed; the
-// Python side builds it). A work item is one output row; the weight gradient sums each worker's
-// items into its own buffer and adds the buffers at the end. The tile loop is compiled for
+// Python side builds it). A work item is one output row; the weight gradient sums each
+// contiguous chunk of rows (one per worker) into its own buffer and adds the buffers in chunk
+// order, so that no result depends on thread timing. The tile loop is compiled for
 // AVX-512, for AVX2+FMA and portably, and picked at run time.
 
 #include <algorithm>
@@ -339,25 +340,26 @@ ffi::Error WeightGradient(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x,
   if (size == 0 || items == 0 || k.out_width == 0) return ffi::Error::Success();
   const Tiles& tiles = BestTiles();
   const bool by_in = LaneUse(k.in, tiles.lanes) > LaneUse(k.out, tiles.lanes);
-  // One buffer per worker, together at most kPartialBytes (XLA does not see them).
-  const int64_t max_workers =
+  // The rows are cut into one contiguous chunk per worker, each summed in order into its own
+  // buffer (together at most kPartialBytes; XLA does not see them), and the buffers are added
+  // in chunk order: the result depends on the shapes and the pool's size alone, not on which
+  // thread ran what, so training is bitwise reproducible.
+  const int64_t max_chunks =
       std::max<int64_t>(1, kPartialBytes / (size * static_cast<int64_t>(sizeof(float))));
-  const int64_t workers = hcjax::Workers(pool, items, max_workers);
-  std::vector<std::unique_ptr<float[]>> partial(workers);
-  ParallelFor(
-      pool, items,
-      [&](int64_t worker, int64_t item) {
-        if (!partial[worker]) partial[worker].reset(new float[size]());
-        WeightGradientRow(k, tiles, by_in, x.typed_data(), g.typed_data(),
-                          partial[worker].get(), item / k.out_height, item % k.out_height);
-      },
-      max_workers);
+  const int64_t chunks = hcjax::Workers(pool, items, max_chunks);
+  std::vector<std::unique_ptr<float[]>> partial(chunks);
+  ParallelFor(pool, chunks, [&](int64_t, int64_t chunk) {
+    partial[chunk].reset(new float[size]());
+    for (int64_t item = items * chunk / chunks; item < items * (chunk + 1) / chunks; ++item) {
+      WeightGradientRow(k, tiles, by_in, x.typed_data(), g.typed_data(), partial[chunk].get(),
+                        item / k.out_height, item % k.out_height);
+    }
+  });
   // result[i, j, c, o] = the workers' sum, transposed from [.., o, c] when by_in.
   const int64_t planes = k.kh * k.kw, plane = k.in * k.out;
   ParallelFor(pool, planes, [&](int64_t, int64_t q) {
     float* dst = result + q * plane;
     for (const auto& part : partial) {
-      if (!part) continue;
       const float* src = part.get() + q * plane;
       if (!by_in) {
         for (int64_t e = 0; e < plane; ++e) dst[e] += src[e];
