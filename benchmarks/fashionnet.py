@@ -40,9 +40,9 @@ from typing import Any, Callable
 
 import numpy as np
 
-from aenet import (TorchOptimizer, copy_into_torch, cores, hcjax_bytes, layouts, load_config,
-                   memory_available, report, run_hcjax, time_steps, torch_step, trainer_step)
-from voxel_flow import Row, machine, print_table
+from aenet import (TorchOptimizer, copy_into_torch, hcjax_bytes, load_config, memory_available,
+                   report, run_hcjax, time_steps, torch_step, trainer_step)
+from side_by_side import Row, cores, layouts, machine, print_table
 
 NUM_LANDMARKS, NUM_VISIBILITY = 8, 3
 FLATTENED = ("global_fc/kernel", "landmark_fc/kernel")   # dense layers on the flattened pool5

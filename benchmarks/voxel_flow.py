@@ -1,4 +1,4 @@
-"""Deep Voxel Flow on CPU: hcjax vs PyTorch, side by side, in one run on the same machine.
+"""Deep Voxel Flow: hcjax vs PyTorch, side by side, in one run on the same machine.
 
 Sections (run all, or pick with --sections):
   sampling  hcjax.ops.sampling.bilinear_sample vs torch.nn.functional.grid_sample(bilinear,
@@ -27,118 +27,26 @@ Sections (run all, or pick with --sections):
 Prints the machine and a markdown table per section for BENCHMARKS.md; the ratio is
 hcjax / torch (lower is better for times and memory). Run: python benchmarks/voxel_flow.py
 A section is a function bench_<name>(args) -> list[Row] registered in SECTIONS.
+
+On a GPU, torch runs on CUDA too (when it sees one), the memory rows are left out (they measure
+host memory), and the train step gains an MFU row: the analytic convolution FLOPs / median time /
+the device's dense peak (side_by_side.PEAK_TFLOPS: TF32 for these float32 convolutions, the
+default of both libraries there; --peak-tflops for an unlisted device, or on a CPU).
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import functools
-import multiprocessing as mp
 import os
-import platform
 import statistics
 import time
 from typing import Callable
 
 import numpy as np
 
-
-@dataclasses.dataclass
-class Row:
-  """One line of a section's table: the same measurement for hcjax and the reference."""
-  measurement: str
-  hcjax: float
-  reference: float
-  fmt: str = "{:.2f}"
-
-
-def machine() -> str:
-  import jax  # pylint: disable=g-import-not-at-top
-  model = platform.processor() or platform.machine()
-  try:
-    with open("/proc/cpuinfo") as f:
-      model = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-  except (OSError, StopIteration):
-    pass
-  try:
-    import torch  # pylint: disable=g-import-not-at-top
-    torch_version = torch.__version__
-  except ImportError:
-    torch_version = "not installed"
-  memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-  return (f"{model} ({platform.machine()}), {os.cpu_count()} cores, {memory:.0f} GiB, device "
-          f"{jax.devices()[0].device_kind}, Python {platform.python_version()}, jax "
-          f"{jax.__version__}, torch {torch_version}.")
-
-
-def interleaved_times(fns: dict[object, Callable[[], object]], repeats: int,
-                      warmup: int = 3, settle: int = 0) -> dict[object, list[float]]:
-  """Wall times (s) of each fn over `repeats` rounds, after `warmup` untimed calls each.
-
-  Round-robin, so a busy spell on a shared machine hits every candidate alike. In each round a
-  candidate first makes `settle` untimed calls: torch's OpenMP workers spin on the cores for a
-  while after an op (XLA's pool briefly), which slows whatever runs next in the process by up
-  to 2x on a 2-core machine, a cost neither library has when it runs alone. Use it for
-  millisecond ops; for second-long steps the spin is noise.
-  """
-  for fn in fns.values():
-    for _ in range(warmup):
-      fn()
-  times = {name: [] for name in fns}
-  for _ in range(repeats):
-    for name, fn in fns.items():
-      for _ in range(settle):
-        fn()
-      start = time.perf_counter()
-      fn()
-      times[name].append(time.perf_counter() - start)
-  return times
-
-
-def _rss_kib(field: str) -> int:
-  with open("/proc/self/status") as f:
-    for line in f:
-      if line.startswith(field):
-        return int(line.split()[1])
-  return 0
-
-
-def _peak_child(make_run: Callable[[], Callable[[], object]], queue) -> None:
-  """Peak resident growth (MiB) of one run, after imports, data and compilation."""
-  run = make_run()
-  run()                                      # compile / warm up
-  with open("/proc/self/clear_refs", "w") as f:
-    f.write("5")                             # reset the peak to the current size
-  base = _rss_kib("VmRSS")
-  run()
-  queue.put((_rss_kib("VmHWM") - base) / 1024)
-
-
-def peak_memory(make_run: Callable[[], Callable[[], object]], trials: int = 3) -> float:
-  """Peak memory of make_run()() in MiB: resident-set growth in a fresh process, the median of
-  `trials` processes (one alone is noisy under memory pressure); nan where unavailable."""
-  if not os.path.exists("/proc/self/clear_refs"):
-    return float("nan")
-  ctx = mp.get_context("spawn")
-  values = []
-  for _ in range(trials):
-    queue = ctx.Queue()
-    proc = ctx.Process(target=_peak_child, args=(make_run, queue))
-    proc.start()
-    values.append(queue.get())
-    proc.join()
-  return statistics.median(values)
-
-
-def print_table(title: str, reference: str, rows: list[Row]) -> None:
-  print(f"\n### {title}\n")
-  print(f"| measurement | hcjax | {reference} | ratio hcjax / {reference} |")
-  print("|---|---|---|---|")
-  for row in rows:
-    ratio = f"{row.hcjax / row.reference:.2f}" if row.reference > 0 else "n/a"
-    print(f"| {row.measurement} | {row.fmt.format(row.hcjax)} | "
-          f"{row.fmt.format(row.reference)} | {ratio} |")
+from side_by_side import (Row, interleaved_times, layouts, machine, peak_memory, peak_tflops,
+                          print_table, synchronized, torch_device, train_step_rows)
 
 
 # --- sampling ------------------------------------------------------------------------------------
@@ -170,14 +78,14 @@ def hcjax_sampling_fns(image, coords, cotangent):
           lambda: jax.block_until_ready(forward_backward(image, coords, cotangent)))
 
 
-def torch_sampling_fns(image, coords, cotangent):
+def torch_sampling_fns(image, coords, cotangent, device: str = "cpu"):
   import torch  # pylint: disable=g-import-not-at-top
   torch.set_num_threads(os.cpu_count())
   size_h, size_w = image.shape[1:3]
-  img = torch.from_numpy(image).permute(0, 3, 1, 2).contiguous()
+  img = torch.from_numpy(image).permute(0, 3, 1, 2).contiguous().to(device)
   scale = np.array([2.0 / (size_w - 1), 2.0 / (size_h - 1)], np.float32)
-  grid = torch.from_numpy(np.ascontiguousarray(coords * scale - 1.0))
-  cot = torch.from_numpy(cotangent).permute(0, 3, 1, 2).contiguous()
+  grid = torch.from_numpy(np.ascontiguousarray(coords * scale - 1.0)).to(device)
+  cot = torch.from_numpy(cotangent).permute(0, 3, 1, 2).contiguous().to(device)
   sample = lambda i, g: torch.nn.functional.grid_sample(i, g, mode="bilinear",
                                                         padding_mode="border", align_corners=True)
 
@@ -190,7 +98,7 @@ def torch_sampling_fns(image, coords, cotangent):
     out = sample(i, g)
     return out, torch.autograd.grad(out, (i, g), cot)
 
-  return forward, forward_backward
+  return synchronized(forward, device), synchronized(forward_backward, device)
 
 
 def _memory_run(which: str, batch: int, size: int, backward: bool) -> Callable[[], object]:
@@ -200,14 +108,14 @@ def _memory_run(which: str, batch: int, size: int, backward: bool) -> Callable[[
   return fns[1] if backward else fns[0]
 
 
-def agreement(image, coords, cotangent) -> str:
+def agreement(image, coords, cotangent, device: str) -> str:
   """Largest differences between the two libraries' output and gradients."""
   import jax  # pylint: disable=g-import-not-at-top
-  import torch  # pylint: disable=g-import-not-at-top
   from hcjax.ops import sampling  # pylint: disable=g-import-not-at-top
   out, vjp = jax.vjp(lambda i, c: sampling.bilinear_sample(i, c, "border"), image, coords)
   d_image, d_coords = vjp(cotangent)
-  t_out, (t_image, t_grid) = torch_sampling_fns(image, coords, cotangent)[1]()
+  t_out, (t_image, t_grid) = torch_sampling_fns(image, coords, cotangent, device)[1]()
+  t_out, t_image, t_grid = (t.detach().cpu() for t in (t_out, t_image, t_grid))
   size_h, size_w = image.shape[1:3]
   scale = np.array([2.0 / (size_w - 1), 2.0 / (size_h - 1)], np.float32)
   # torch's [-1, 1] round trip moves coordinates by an ulp: within that of an integer (a kink
@@ -215,7 +123,7 @@ def agreement(image, coords, cotangent) -> str:
   # away from the kinks only.
   near_kink = np.any(np.abs(coords - np.round(coords)) < 1e-3, axis=-1)
   d_coords_diff = np.abs(np.asarray(d_coords) - t_grid.numpy() * scale).max(-1)
-  diffs = (np.abs(np.asarray(out) - t_out.detach().permute(0, 2, 3, 1).numpy()).max(),
+  diffs = (np.abs(np.asarray(out) - t_out.permute(0, 2, 3, 1).numpy()).max(),
            np.abs(np.asarray(d_image) - t_image.permute(0, 2, 3, 1).numpy()).max(),
            d_coords_diff[~near_kink].max(), near_kink.mean())
   return ("Agreement with torch (max |difference|): output {:.1e}, d image {:.1e}, "
@@ -224,9 +132,10 @@ def agreement(image, coords, cotangent) -> str:
 
 
 def bench_sampling(args) -> list[Row]:
-  problem = sampling_problem(args.batch, args.size)
-  print(agreement(*problem))
-  ours, theirs = hcjax_sampling_fns(*problem), torch_sampling_fns(*problem)
+  import jax  # pylint: disable=g-import-not-at-top
+  problem, device = sampling_problem(args.batch, args.size), torch_device()
+  print(agreement(*problem, device))
+  ours, theirs = hcjax_sampling_fns(*problem), torch_sampling_fns(*problem, device)
   fns = {(name, kind): fn for name, pair in (("hcjax", ours), ("torch", theirs))
          for kind, fn in zip(("forward", "forward + backward"), pair)}
   times = interleaved_times(fns, args.repeats, settle=2)
@@ -236,7 +145,9 @@ def bench_sampling(args) -> list[Row]:
   rows = [Row(f"{kind}{' (d image, d coords)' * (kind != 'forward')}, median ms",
               ms(statistics.median, ("hcjax", kind)), ms(statistics.median, ("torch", kind)))
           for kind in ("forward", "forward + backward")]
-  if not args.no_memory:
+  if jax.default_backend() != "cpu":
+    print("Memory rows left out: they measure host memory, and the work runs on the GPU.")
+  elif not args.no_memory:
     for backward, label in ((False, "forward"), (True, "forward + backward")):
       mem = [peak_memory(functools.partial(_memory_run, which, args.batch, args.size, backward))
              for which in ("hcjax", "torch")]
@@ -342,7 +253,8 @@ def torch_dvf_unet(width: int):
       out = torch.tanh(self.output(x))
       flow, mask = 0.5 * out[:, :2], 0.5 * (1.0 + out[:, 2:])
       b, _, h, w = frames.shape
-      ys, xs = torch.linspace(-1.0, 1.0, h), torch.linspace(-1.0, 1.0, w)
+      ys = torch.linspace(-1.0, 1.0, h, device=frames.device)
+      xs = torch.linspace(-1.0, 1.0, w, device=frames.device)
       grid = torch.stack([xs[None, :].expand(h, w), ys[:, None].expand(h, w)], -1)[None]
       offset = flow.permute(0, 2, 3, 1)            # normalised units, as hcjax's voxel flow
       sample = lambda image, g: F.grid_sample(image, g, mode="bilinear", padding_mode="border",
@@ -354,7 +266,8 @@ def torch_dvf_unet(width: int):
   return UNet(width)
 
 
-def torch_train_step(frames, target, width: int, variables, channels_last: bool):
+def torch_train_step(frames, target, width: int, variables, channels_last: bool,
+                     device: str = "cpu"):
   """step() -> loss for the torch U-Net initialised from hcjax's variables; and its size."""
   import torch  # pylint: disable=g-import-not-at-top
   torch.set_num_threads(os.cpu_count())
@@ -370,9 +283,9 @@ def torch_train_step(frames, target, width: int, variables, channels_last: bool)
         module.bn.weight.copy_(torch.from_numpy(np.array(params[f"{name}_bn"]["scale"])))
         module.bn.bias.copy_(torch.from_numpy(np.array(params[f"{name}_bn"]["bias"])))
   fmt = torch.channels_last if channels_last else torch.contiguous_format
-  model = model.to(memory_format=fmt).train()
-  x = torch.from_numpy(frames).permute(0, 3, 1, 2).contiguous(memory_format=fmt)
-  y = torch.from_numpy(target).permute(0, 3, 1, 2).contiguous(memory_format=fmt)
+  model = model.to(device=device, memory_format=fmt).train()
+  x = torch.from_numpy(frames).permute(0, 3, 1, 2).to(device).contiguous(memory_format=fmt)
+  y = torch.from_numpy(target).permute(0, 3, 1, 2).to(device).contiguous(memory_format=fmt)
   opt = torch.optim.Adam(model.parameters(), lr=LEARNING_RATE)
   tv = lambda v: ((v[..., :, 1:] - v[..., :, :-1]).abs().mean()
                   + (v[..., 1:, :] - v[..., :-1, :]).abs().mean())
@@ -395,14 +308,11 @@ def bench_train_step(args) -> list[Row]:
   ours, variables, cost = hcjax_train_step(frames, target, args.width)
   n_ours = sum(np.size(p) for p in jax.tree.leaves(variables["params"]))
   print(f"hcjax: lowered and compiled in {time.perf_counter() - start:.1f} s.")
-  layouts = {"NCHW": False, "channels_last": True}
-  if args.torch_layout != "both":
-    layouts = {args.torch_layout: layouts[args.torch_layout]}
-  theirs = {}
-  for layout, channels_last in layouts.items():
+  device, theirs = torch_device(), {}
+  for layout, channels_last in layouts(args.torch_layout).items():
     theirs[layout], n_theirs = torch_train_step(frames, target, args.width, variables,
-                                                channels_last)
-    print(f"Parameters: hcjax {n_ours:,}, torch ({layout}) {n_theirs:,}.")
+                                                channels_last, device)
+    print(f"Parameters: hcjax {n_ours:,}, torch ({layout}, {device}) {n_theirs:,}.")
     assert n_ours == n_theirs, (n_ours, n_theirs)
   # The same initial weights and batch: the first losses agree (later ones drift a little as
   # Adam's first steps are about lr·sign(g)); these runs are also the first warm-up.
@@ -415,31 +325,26 @@ def bench_train_step(args) -> list[Row]:
   # XLA's count misses the convolutions hcjax runs as compiled kernels (and counts a loop body
   # once, for the chunked fallback); the rate below uses the analytic convolution FLOPs.
   print(f"XLA cost analysis of the jitted step: {flops / 1e9:.2f} GFLOP/step "
-        f"({flops / args.batch / 1e9:.2f} GFLOP/example), {cost.get('bytes accessed', 0) / 2**30:.1f} "
-        f"GiB accessed; analytic convolutions x 3 (forward + 2 backward): {analytic / 1e9:.2f} "
-        f"GFLOP/step.")
+        f"({flops / args.batch / 1e9:.2f} GFLOP/example), "
+        f"{cost.get('bytes accessed', 0) / 2**30:.1f} GiB accessed; analytic convolutions x 3 "
+        f"(forward + 2 backward): {analytic / 1e9:.2f} GFLOP/step.")
   times = interleaved_times(fns, args.steps, warmup=max(args.warmup - 2, 0))
   return train_step_rows(times, (n_ours, n_theirs), args.batch, analytic, unit="examples",
-                         flops_label="convolution FLOPs")
+                         flops_label="convolution FLOPs", peak=device_peak(args))
 
 
-def train_step_rows(times: dict[str, list[float]], params: tuple[int, int], batch: int,
-                    flops: float, *, unit: str, flops_label: str) -> list[Row]:
-  """A train-step table from step times (s) of "hcjax" and torch layouts; the faster torch
-  layout (by median) is the reference. Prints the medians and which layout that was."""
-  med = {name: statistics.median(t) for name, t in times.items()}
-  print(f"Train step over {len(times['hcjax'])} steps, median (best) ms: " + ", ".join(
-      f"{name} {1e3 * med[name]:.0f} ({1e3 * min(times[name]):.0f})" for name in times) + ".")
-  reference = min((k for k in times if k != "hcjax"), key=med.get)
-  print(f"Reference: {reference} (the faster torch layout).")
-  ref = med[reference]
-  return [Row("parameters", *params, fmt="{:,.0f}"),
-          Row("train step, median ms", 1e3 * med["hcjax"], 1e3 * ref, fmt="{:.0f}"),
-          Row("train step, best ms", 1e3 * min(times["hcjax"]), 1e3 * min(times[reference]),
-              fmt="{:.0f}"),
-          Row(f"throughput, {unit}/s (higher is better)", batch / med["hcjax"], batch / ref),
-          Row(f"{flops_label} / median time, GFLOP/s (higher is better)",
-              flops / med["hcjax"] / 1e9, flops / ref / 1e9, fmt="{:.1f}")]
+def device_peak(args) -> float | None:
+  """The peak FLOP/s for the MFU row: --peak-tflops, else the listed accelerator's float32
+  (TF32) peak; None on a CPU or an unlisted device."""
+  import jax  # pylint: disable=g-import-not-at-top
+  kind = jax.devices()[0].device_kind
+  tflops = args.peak_tflops or (peak_tflops(kind) if jax.default_backend() != "cpu" else None)
+  if tflops is None:
+    print(f"No MFU row: no peak is listed for {kind!r} (pass --peak-tflops).")
+    return None
+  source = "--peak-tflops" if args.peak_tflops else "the data sheet's dense TF32 peak"
+  print(f"MFU against {tflops:g} TFLOP/s ({source}) on {kind}.")
+  return tflops * 1e12
 
 
 # --- convolutions --------------------------------------------------------------------------------
@@ -472,23 +377,22 @@ def hcjax_conv_fns(batch: int, side: int, k: int, cin: int, cout: int):
   return fns
 
 
-def torch_conv_fns(batch: int, side: int, k: int, cin: int, cout: int):
-  """torch's (oneDNN) conv2d and its two gradients, channels_last."""
+def torch_conv_fns(batch: int, side: int, k: int, cin: int, cout: int, device: str = "cpu"):
+  """torch's conv2d and its two gradients (oneDNN on a CPU, cuDNN on a GPU), channels_last."""
   import torch  # pylint: disable=g-import-not-at-top
   torch.set_num_threads(os.cpu_count())
   rng = np.random.default_rng(0)
-  last = torch.channels_last
-  x = torch.from_numpy(rng.standard_normal((batch, cin, side, side), np.float32)).contiguous(
-      memory_format=last)
-  w = torch.from_numpy(rng.standard_normal((cout, cin, k, k), np.float32) * 0.01).contiguous(
-      memory_format=last)
-  dy = torch.from_numpy(rng.standard_normal((batch, cout, side, side), np.float32)).contiguous(
-      memory_format=last)
+  tensor = lambda *shape, scale=1.0: torch.from_numpy(
+      rng.standard_normal(shape, np.float32) * scale).to(device).contiguous(
+          memory_format=torch.channels_last)
+  x, w, dy = tensor(batch, cin, side, side), tensor(cout, cin, k, k, scale=0.01), \
+      tensor(batch, cout, side, side)
   pad = k // 2
   with_grad = torch.nn.grad
-  return {"forward": lambda: torch.nn.functional.conv2d(x, w, padding=pad),
-          "d input": lambda: with_grad.conv2d_input(x.shape, w, dy, padding=pad),
-          "d weight": lambda: with_grad.conv2d_weight(x, w.shape, dy, padding=pad)}
+  fns = {"forward": lambda: torch.nn.functional.conv2d(x, w, padding=pad),
+         "d input": lambda: with_grad.conv2d_input(x.shape, w, dy, padding=pad),
+         "d weight": lambda: with_grad.conv2d_weight(x, w.shape, dy, padding=pad)}
+  return {name: synchronized(fn, device) for name, fn in fns.items()}
 
 
 def bench_convolutions(args) -> list[Row]:
@@ -496,7 +400,7 @@ def bench_convolutions(args) -> list[Row]:
   rows = []
   for name, (side, k, cin, cout) in decoder_convs(args.size, args.width).items():
     ours = hcjax_conv_fns(args.batch, side, k, cin, cout)
-    theirs = torch_conv_fns(args.batch, side, k, cin, cout)
+    theirs = torch_conv_fns(args.batch, side, k, cin, cout, torch_device())
     fns = {**{("hcjax", p): f for p, f in ours.items()},
            **{("torch", p): f for p, f in theirs.items()}}
     times = interleaved_times(fns, max(3, args.repeats // 6), warmup=1)
@@ -536,6 +440,9 @@ def main() -> None:
   parser.add_argument("--warmup", type=int, default=3, help="train_step: untimed steps")
   parser.add_argument("--torch-layout", choices=("both", "NCHW", "channels_last"),
                       default="both", help="train_step: torch memory format(s) to time")
+  parser.add_argument("--peak-tflops", type=float, default=None,
+                      help="train_step: the device's peak for the MFU row (default: listed "
+                      "accelerators' TF32 peak; none on a CPU)")
   args = parser.parse_args()
   print(f"Machine: {machine()}")
   for name in args.sections:
