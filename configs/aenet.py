@@ -31,6 +31,8 @@ never released theirs); a map kind the train split lacks switches its loss off w
 
 import ml_collections
 
+from hcjax import trainer_config
+
 SIZES = ("sample", "full", "test")
 ABLATIONS = {"C,S,G": (True, True), "C,S": (True, False), "C,G": (False, True),
              "C": (False, False), "baseline": (False, False)}  # -> (semantic, geometric)
@@ -102,32 +104,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.metrics.logit_range = 16.0      # bins cover [-16, 16]; beyond goes to the end bins
   c.metrics.threshold = 0.5         # APCER / BPCER / ACER operating point (spoof probability)
 
-  c.batch_size = 32
-  c.eval_batch_size = 64
-  c.total_steps = 1000
-  c.grad_accum_steps = 1
-  c.optimizer = ml_collections.ConfigDict()
-  c.optimizer.name = "adamw"
-  c.optimizer.learning_rate = 2e-3
-  c.optimizer.schedule = "cosine"
-  c.optimizer.warmup_steps = 50
-  c.optimizer.weight_decay = 1e-4
-  c.optimizer.grad_clip_norm = 1.0
-
-  c.mesh = (("data", -1), ("fsdp", 1))
-  c.sharding = ml_collections.ConfigDict()
-  c.sharding.rules = ((".*", "fsdp"),)
-  c.sharding.fsdp_min_size = 2 ** 14
-
-  c.input_workers = 0
-  c.shuffle_window = 1024
-  c.on_corrupt = "error"
-  c.log_every = 50
-  c.eval_every = 500
-  c.checkpoint_every = 500
-  c.keep_checkpoints = 3
-  c.init_from = ""
-  c.export_at_end = True
+  trainer_config.add_training(
+      c, optimizer=trainer_config.optimizer(learning_rate=2e-3, warmup_steps=50),
+      batch_size=32, eval_batch_size=64, total_steps=1000, shuffle_window=1024, log_every=50,
+      eval_every=500, checkpoint_every=500)
 
   if size == "full":
     c.data.dir = "data/tfrecords/celeba_spoof"

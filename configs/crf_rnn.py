@@ -20,6 +20,8 @@ Variants (`--config configs/crf_rnn.py:SIZE[,nocrf]`):
 
 import ml_collections
 
+from hcjax import trainer_config
+
 from hcjax.data.samples import voc as voc_samples
 
 SIZES = ("sample", "full", "test")
@@ -79,35 +81,13 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.loss = ml_collections.ConfigDict()
   c.loss.aux_unary_weight = 0.0      # an extra cross-entropy on the FCN's logits (not in the paper)
 
-  c.batch_size = 8
-  c.eval_batch_size = 8
-  # The CRF fine-tuning: short, because a lattice CRF step costs ~10x an FCN step on a CPU.
-  c.total_steps = 60
-  c.grad_accum_steps = 1
-  c.optimizer = ml_collections.ConfigDict()
-  c.optimizer.name = "adamw"
-  c.optimizer.learning_rate = 1e-4
-  c.optimizer.schedule = "constant"
-  c.optimizer.warmup_steps = 0
-  c.optimizer.weight_decay = 1e-4
-  c.optimizer.grad_clip_norm = 1.0
-  c.optimizer.freeze = ()            # regexes of parameter paths that stay fixed
-
-  c.mesh = (("data", -1), ("fsdp", 1))
-  c.sharding = ml_collections.ConfigDict()
-  c.sharding.rules = ((".*", "fsdp"),)
-  c.sharding.fsdp_min_size = 2 ** 14
-
-  c.input_workers = 0
-  c.shuffle_window = 512
-  c.on_corrupt = "error"
-  c.log_every = 10
-  c.eval_every = 0                   # only at the end
-  c.checkpoint_every = 0
-  c.keep_checkpoints = 3
-  # Every parameter of the FCN run (the CRF's are new); see the docstring.
-  c.init_from = f"runs/crf_rnn_{size}_nocrf"
-  c.export_at_end = True
+  # The CRF fine-tuning: short, because a lattice CRF step costs ~10x an FCN step on a CPU. It
+  # starts from every parameter of the FCN run (the CRF's are new); see the docstring.
+  trainer_config.add_training(
+      c, optimizer=trainer_config.optimizer(learning_rate=1e-4, warmup_steps=0,
+                                            schedule="constant"),
+      batch_size=8, eval_batch_size=8, total_steps=60, shuffle_window=512, log_every=10,
+      eval_every=0, checkpoint_every=0, init_from=f"runs/crf_rnn_{size}_nocrf")
 
   if size == "full":
     c.data.dir = "data/tfrecords/voc"

@@ -24,6 +24,8 @@ Learning rates, batch size and step counts of `full` are paper-ish (unverified a
 
 import ml_collections
 
+from hcjax import trainer_config
+
 from hcjax.data.samples import voc as voc_samples
 
 SIZES = ("sample", "full", "test")
@@ -91,36 +93,17 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # saturate (ln p = 0, a tie that argmax resolves to background) and learns slowly from scratch.
   c.loss.aux_unary_weight = 1.0 if stage in (None, "unary") else 0.0
 
-  c.batch_size = 8
-  c.eval_batch_size = 8
-  c.total_steps = 1500 if stage in (None, "unary") else 200
-  c.grad_accum_steps = 1
-  c.optimizer = ml_collections.ConfigDict()
-  c.optimizer.name = "adamw"
-  c.optimizer.learning_rate = {None: 2e-3, "unary": 2e-3, "triple": 1e-3, "context": 1e-3,
-                               "joint": 3e-4}[stage]
-  c.optimizer.schedule = "cosine"
-  c.optimizer.warmup_steps = 50 if stage in (None, "unary") else 20
-  c.optimizer.weight_decay = 1e-4
-  c.optimizer.grad_clip_norm = 1.0
-  c.optimizer.freeze = FROZEN[stage] if stage else ()
-
-  c.mesh = (("data", -1), ("fsdp", 1))
-  c.sharding = ml_collections.ConfigDict()
-  c.sharding.rules = ((".*", "fsdp"),)
-  c.sharding.fsdp_min_size = 2 ** 14
-
-  c.input_workers = 0
-  c.shuffle_window = 512
-  c.on_corrupt = "error"
-  c.log_every = 25
-  c.eval_every = 200
-  c.checkpoint_every = 200
-  c.keep_checkpoints = 3
   # Each stage starts from the previous stage's run (every parameter it has; new ones fresh).
-  c.init_from = (f"runs/dpn_{size}_{STAGES[STAGES.index(stage) - 1]}"
-                 if stage not in (None, "unary") else "")
-  c.export_at_end = True
+  trainer_config.add_training(
+      c, optimizer=trainer_config.optimizer(
+          learning_rate={None: 2e-3, "unary": 2e-3, "triple": 1e-3, "context": 1e-3,
+                         "joint": 3e-4}[stage],
+          warmup_steps=50 if stage in (None, "unary") else 20,
+          freeze=FROZEN[stage] if stage else ()),
+      batch_size=8, eval_batch_size=8, total_steps=1500 if stage in (None, "unary") else 200,
+      shuffle_window=512, log_every=25, eval_every=200, checkpoint_every=200,
+      init_from=(f"runs/dpn_{size}_{STAGES[STAGES.index(stage) - 1]}"
+                 if stage not in (None, "unary") else ""))
 
   if size == "full":
     c.data.dir = "data/tfrecords/voc"

@@ -17,6 +17,8 @@ Variants (`--config configs/dvf.py:SIZE[,OPTION...]`, e.g. `configs/dvf.py:ucf10
 
 import ml_collections
 
+from hcjax import trainer_config
+
 SIZES = ("sample", "ucf101", "test")
 OPTIONS = ("tf", "multiscale", "extrapolate")
 # Frame size of the embedded sample set (hcjax.data.samples.ucf101), (height, width).
@@ -70,33 +72,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.loss.tv_mask = 0.005
   c.loss.scale_weights = (1.0,)
 
-  c.batch_size = 16
-  c.eval_batch_size = 16
-  c.total_steps = 1500
-  c.grad_accum_steps = 1
-  c.optimizer = ml_collections.ConfigDict()
-  c.optimizer.name = "adamw"
-  c.optimizer.learning_rate = 1e-3
-  c.optimizer.schedule = "cosine"
-  c.optimizer.warmup_steps = 100
-  c.optimizer.weight_decay = 1e-4
-  c.optimizer.grad_clip_norm = 1.0
-  c.optimizer.freeze = ()
-
-  c.mesh = (("data", -1), ("fsdp", 1))
-  c.sharding = ml_collections.ConfigDict()
-  c.sharding.rules = ((".*", "fsdp"),)
-  c.sharding.fsdp_min_size = 2 ** 14
-
-  c.input_workers = 0
-  c.shuffle_window = 1024
-  c.on_corrupt = "error"
-  c.log_every = 50
-  c.eval_every = 500
-  c.checkpoint_every = 500
-  c.keep_checkpoints = 3
-  c.init_from = ""
-  c.export_at_end = True
+  trainer_config.add_training(
+      c, optimizer=trainer_config.optimizer(learning_rate=1e-3, warmup_steps=100),
+      batch_size=16, eval_batch_size=16, total_steps=1500, shuffle_window=1024, log_every=50,
+      eval_every=500, checkpoint_every=500)
 
   if size == "ucf101":
     c.data.dir = "data/tfrecords/ucf101"

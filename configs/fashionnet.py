@@ -18,6 +18,8 @@ Variants (`--config configs/fashionnet.py:SIZE[,inshop][,resnet50]`):
 
 import ml_collections
 
+from hcjax import trainer_config
+
 SIZES = ("sample", "full", "test")
 OPTIONS = ("inshop", "resnet50")
 # Full DeepFashion: 50 categories, 1000 attributes, 7,982 in-shop items (3,997 train items).
@@ -86,33 +88,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.loss.triplet_margin = 0.2
   c.loss.max_positive_weight = 20.0
 
-  c.batch_size = 16
-  c.eval_batch_size = 16
-  c.total_steps = 600
-  c.grad_accum_steps = 1
-  c.optimizer = ml_collections.ConfigDict()
-  c.optimizer.name = "adamw"
-  c.optimizer.learning_rate = 1e-3
-  c.optimizer.schedule = "cosine"
-  c.optimizer.warmup_steps = 50
-  c.optimizer.weight_decay = 1e-4
-  c.optimizer.grad_clip_norm = 1.0
-  c.optimizer.freeze = ()
-
-  c.mesh = (("data", -1), ("fsdp", 1))
-  c.sharding = ml_collections.ConfigDict()
-  c.sharding.rules = ((".*", "fsdp"),)
-  c.sharding.fsdp_min_size = 2 ** 14
-
-  c.input_workers = 0
-  c.shuffle_window = 512
-  c.on_corrupt = "error"
-  c.log_every = 25
-  c.eval_every = 200
-  c.checkpoint_every = 200
-  c.keep_checkpoints = 3
-  c.init_from = ""
-  c.export_at_end = True
+  trainer_config.add_training(
+      c, optimizer=trainer_config.optimizer(learning_rate=1e-3, warmup_steps=50),
+      batch_size=16, eval_batch_size=16, total_steps=600, shuffle_window=512, log_every=25,
+      eval_every=200, checkpoint_every=200)
 
   if size == "full":
     c.data.dir = f"data/tfrecords/deepfashion_{benchmark}"

@@ -20,6 +20,8 @@ while the cascade learns.
 
 import ml_collections
 
+from hcjax import trainer_config
+
 SIZES = ("sample", "full", "test")
 OPTIONS = ("category",)
 
@@ -82,33 +84,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.loss.visibility = 0.5
   c.loss.pseudo_label = 0.5
 
-  c.batch_size = 16
-  c.eval_batch_size = 16
-  c.total_steps = 1000
-  c.grad_accum_steps = 1
-  c.optimizer = ml_collections.ConfigDict()
-  c.optimizer.name = "adamw"
-  c.optimizer.learning_rate = 1e-3
-  c.optimizer.schedule = "cosine"
-  c.optimizer.warmup_steps = 50
-  c.optimizer.weight_decay = 1e-4
-  c.optimizer.grad_clip_norm = 1.0
-  c.optimizer.freeze = ()
-
-  c.mesh = (("data", -1), ("fsdp", 1))
-  c.sharding = ml_collections.ConfigDict()
-  c.sharding.rules = ((".*", "fsdp"),)
-  c.sharding.fsdp_min_size = 2 ** 14
-
-  c.input_workers = 0
-  c.shuffle_window = 512
-  c.on_corrupt = "error"
-  c.log_every = 25
-  c.eval_every = 250
-  c.checkpoint_every = 250
-  c.keep_checkpoints = 3
-  c.init_from = ""
-  c.export_at_end = True
+  trainer_config.add_training(
+      c, optimizer=trainer_config.optimizer(learning_rate=1e-3, warmup_steps=50),
+      batch_size=16, eval_batch_size=16, total_steps=1000, shuffle_window=512, log_every=25,
+      eval_every=250, checkpoint_every=250)
 
   if size == "full":
     c.data.dir = ("data/tfrecords/deepfashion_fld" if benchmark == "landmarks"

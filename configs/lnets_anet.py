@@ -27,6 +27,8 @@ Variants (`--config configs/lnets_anet.py:SIZE[,STAGE]`, e.g. `configs/lnets_ane
 
 import ml_collections
 
+from hcjax import trainer_config
+
 SIZES = ("sample", "full", "test")
 STAGES = ("lnet", "anet", "joint", "resnet")
 # Parameter paths a stage keeps fixed (regexes on paths such as "lnet/conv1/kernel").
@@ -91,34 +93,13 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.loss.classifier = "logistic"     # or "hinge" (linear SVMs)
   c.loss.lnet_weight = 1.0           # joint stage: LNet's attribute loss beside ANet's
 
-  c.batch_size = 64
-  c.eval_batch_size = 100
-  c.total_steps = 1200
-  c.grad_accum_steps = 1
-  c.optimizer = ml_collections.ConfigDict()
-  c.optimizer.name = "adamw"
-  c.optimizer.learning_rate = 2e-3
-  c.optimizer.schedule = "cosine"
-  c.optimizer.warmup_steps = 100
-  c.optimizer.weight_decay = 1e-4
-  c.optimizer.grad_clip_norm = 1.0
-  c.optimizer.freeze = FROZEN[stage]
-
-  c.mesh = (("data", -1), ("fsdp", 1))
-  c.sharding = ml_collections.ConfigDict()
-  c.sharding.rules = ((".*", "fsdp"),)
-  c.sharding.fsdp_min_size = 2 ** 14
-
-  c.input_workers = 0
-  c.shuffle_window = 1024
-  c.on_corrupt = "error"
-  c.log_every = 50
-  c.eval_every = 400
-  c.checkpoint_every = 400
-  c.keep_checkpoints = 3
   # Stage 2 starts from stage 1's run: every parameter it has (LNet's); ANet's are new.
-  c.init_from = f"runs/lnets_anet_{size}_lnet" if stage == "anet" else ""
-  c.export_at_end = True
+  trainer_config.add_training(
+      c, optimizer=trainer_config.optimizer(learning_rate=2e-3, warmup_steps=100,
+                                            freeze=FROZEN[stage]),
+      batch_size=64, eval_batch_size=100, total_steps=1200, shuffle_window=1024, log_every=50,
+      eval_every=400, checkpoint_every=400,
+      init_from=f"runs/lnets_anet_{size}_lnet" if stage == "anet" else "")
 
   if size == "full":
     c.data.dir = "data/tfrecords/celeba"

@@ -9,13 +9,16 @@ Variants (`--config configs/quickstart.py:VARIANT`):
 
 import ml_collections
 
+from hcjax import trainer_config
+
 VARIANTS = ("sample", "full", "test")
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   variant = arg or "sample"
   if variant not in VARIANTS:
-    raise ValueError(f"unknown variant {variant!r} of configs/quickstart.py; choose from {VARIANTS}")
+    raise ValueError(f"unknown variant {variant!r} of configs/quickstart.py; "
+                     f"choose from {VARIANTS}")
   c = ml_collections.ConfigDict()
   c.task = "face_attributes"
   c.seed = 0
@@ -38,32 +41,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.model.stem = "imagenet"
   c.model.dtype = "float32"          # "bfloat16" for mixed precision
 
-  c.batch_size = 64
-  c.eval_batch_size = 128
-  c.total_steps = 1200
-  c.grad_accum_steps = 1
-  c.optimizer = ml_collections.ConfigDict()
-  c.optimizer.name = "adamw"
-  c.optimizer.learning_rate = 2e-3
-  c.optimizer.schedule = "cosine"
-  c.optimizer.warmup_steps = 100
-  c.optimizer.weight_decay = 1e-4
-  c.optimizer.grad_clip_norm = 1.0
-
-  c.mesh = (("data", -1), ("fsdp", 1))
-  c.sharding = ml_collections.ConfigDict()
-  c.sharding.rules = ((".*", "fsdp"),)
-  c.sharding.fsdp_min_size = 2 ** 14
-
-  c.input_workers = 0
-  c.shuffle_window = 1024
-  c.on_corrupt = "error"
-  c.log_every = 50
-  c.eval_every = 400
-  c.checkpoint_every = 400
-  c.keep_checkpoints = 3
-  c.init_from = ""
-  c.export_at_end = True
+  trainer_config.add_training(
+      c, optimizer=trainer_config.optimizer(learning_rate=2e-3, warmup_steps=100),
+      batch_size=64, eval_batch_size=128, total_steps=1200, shuffle_window=1024, log_every=50,
+      eval_every=400, checkpoint_every=400)
 
   if variant == "full":
     c.data.dir = "data/tfrecords/celeba"
