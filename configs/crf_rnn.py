@@ -30,13 +30,7 @@ OPTIONS = ("nocrf",)
 
 def parse_arg(arg: str | None) -> tuple[str, set[str]]:
   """"full,nocrf" -> ("full", {"nocrf"}); the size defaults to "sample"."""
-  parts = [p.strip() for p in (arg or "").split(",") if p.strip()]
-  sizes = [p for p in parts if p in SIZES]
-  unknown = [p for p in parts if p not in SIZES + OPTIONS]
-  if unknown or len(sizes) > 1:
-    raise ValueError(f"unknown variant {arg!r} of configs/crf_rnn.py; choose one of {SIZES}, "
-                     f"optionally with {', '.join(OPTIONS)} (e.g. 'full,nocrf')")
-  return (sizes[0] if sizes else "sample"), set(parts) - set(SIZES)
+  return trainer_config.parse_variant(arg, "configs/crf_rnn.py", SIZES, OPTIONS, "full,nocrf")
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:

@@ -27,13 +27,7 @@ SAMPLE_FRAME = (96, 128)
 
 def parse_arg(arg: str | None) -> tuple[str, set[str]]:
   """"ucf101,multiscale" -> ("ucf101", {"multiscale"}); the size defaults to "sample"."""
-  parts = [p.strip() for p in (arg or "").split(",") if p.strip()]
-  sizes = [p for p in parts if p in SIZES]
-  unknown = [p for p in parts if p not in SIZES + OPTIONS]
-  if unknown or len(sizes) > 1:
-    raise ValueError(f"unknown variant {arg!r} of configs/dvf.py; choose one size of {SIZES} "
-                     f"and any of {OPTIONS} (e.g. 'ucf101,multiscale')")
-  return (sizes[0] if sizes else "sample"), set(parts) - set(SIZES)
+  return trainer_config.parse_variant(arg, "configs/dvf.py", SIZES, OPTIONS, "ucf101,multiscale")
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:

@@ -29,13 +29,8 @@ SAMPLE_CATEGORIES, SAMPLE_ATTRIBUTES = 13, 61
 
 
 def parse_arg(arg: str | None) -> tuple[str, set[str]]:
-  parts = [p.strip() for p in (arg or "").split(",") if p.strip()]
-  sizes = [p for p in parts if p in SIZES]
-  unknown = [p for p in parts if p not in SIZES + OPTIONS]
-  if unknown or len(sizes) > 1:
-    raise ValueError(f"unknown variant {arg!r} of configs/fashionnet.py; choose one of {SIZES}, "
-                     f"optionally with {', '.join(OPTIONS)} (e.g. 'sample,inshop')")
-  return (sizes[0] if sizes else "sample"), set(parts) - set(SIZES)
+  """"sample,inshop" -> ("sample", {"inshop"}); the size defaults to "sample"."""
+  return trainer_config.parse_variant(arg, "configs/fashionnet.py", SIZES, OPTIONS, "sample,inshop")
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:

@@ -27,13 +27,8 @@ OPTIONS = ("category",)
 
 
 def parse_arg(arg: str | None) -> tuple[str, set[str]]:
-  parts = [p.strip() for p in (arg or "").split(",") if p.strip()]
-  sizes = [p for p in parts if p in SIZES]
-  unknown = [p for p in parts if p not in SIZES + OPTIONS]
-  if unknown or len(sizes) > 1:
-    raise ValueError(f"unknown variant {arg!r} of configs/fld.py; choose one of {SIZES}, "
-                     f"optionally with {', '.join(OPTIONS)} (e.g. 'sample,category')")
-  return (sizes[0] if sizes else "sample"), set(parts) - set(SIZES)
+  """"sample,category" -> ("sample", {"category"}); the size defaults to "sample"."""
+  return trainer_config.parse_variant(arg, "configs/fld.py", SIZES, OPTIONS, "sample,category")
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:

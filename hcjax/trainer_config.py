@@ -13,6 +13,20 @@ from typing import Sequence
 import ml_collections
 
 
+def parse_variant(arg: str | None, config_file: str, sizes: Sequence[str],
+                  options: Sequence[str], example: str) -> tuple[str, set[str]]:
+  """"full,opt" -> ("full", {"opt"}): at most one of `sizes` (default: the first) and any of
+  `options`, comma-separated in any order; anything else raises ValueError naming
+  config_file and the choices."""
+  parts = [p.strip() for p in (arg or "").split(",") if p.strip()]
+  chosen = [p for p in parts if p in sizes]
+  unknown = [p for p in parts if p not in tuple(sizes) + tuple(options)]
+  if unknown or len(chosen) > 1:
+    raise ValueError(f"unknown variant {arg!r} of {config_file}; choose one size of "
+                     f"{tuple(sizes)} and any of {tuple(options)} (e.g. {example!r})")
+  return (chosen[0] if chosen else sizes[0]), set(parts) - set(sizes)
+
+
 def optimizer(learning_rate: float, warmup_steps: int, *, name: str = "adamw",
               schedule: str = "cosine", weight_decay: float = 1e-4, grad_clip_norm: float = 1.0,
               freeze: Sequence[str] = ()) -> ml_collections.ConfigDict:
