@@ -21,6 +21,7 @@ from typing import Callable
 # default in both libraries on these GPUs (JAX's DEFAULT precision, torch's cudnn.allow_tf32),
 # and as one bfloat16 pass on TPUs. Vendor data-sheet numbers, without sparsity.
 PEAK_TFLOPS = (
+    ("NVL", None),                     # H100 / H200 NVL: lower clocks; pass --peak-tflops
     ("H100 PCIe", (378.0, 756.0)),
     ("H100", (494.7, 989.4)),          # SXM5 / HBM3
     ("H200", (494.7, 989.4)),
@@ -71,9 +72,9 @@ def machine() -> str:
 def peak_tflops(device_kind: str, dtype: str = "float32") -> float | None:
   """The accelerator's dense peak in TFLOP/s for `dtype` ("float32" or "bfloat16"), or None
   for a CPU or an unlisted device (then pass the peak yourself)."""
-  for name, (f32, bf16) in PEAK_TFLOPS:
+  for name, peaks in PEAK_TFLOPS:
     if name.lower() in device_kind.lower():
-      return bf16 if dtype == "bfloat16" else f32
+      return None if peaks is None else peaks[dtype == "bfloat16"]
   return None
 
 
@@ -84,7 +85,11 @@ def torch_device() -> str:
   if jax.default_backend() != "gpu":
     return "cpu"
   import torch  # pylint: disable=g-import-not-at-top
-  return "cuda" if torch.cuda.is_available() else "cpu"
+  if torch.cuda.is_available():
+    return "cuda"
+  print("torch sees no CUDA device: its side runs on the CPU, so the ratios (and torch's MFU) "
+        "compare a GPU with a CPU.")
+  return "cpu"
 
 
 def synchronized(fn: Callable[[], object], device: str) -> Callable[[], object]:

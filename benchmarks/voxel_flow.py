@@ -423,8 +423,8 @@ SECTIONS = {
     "train_step": (bench_train_step, "DVF U-Net train step (Adam) vs torch eager, B={batch}, "
                    "{size}x{size}, width {width}", "torch"),
     "convolutions": (bench_convolutions, "The U-Net's 5x5 decoder convolutions, each pass alone, "
-                     "B={batch}, width {width}: XLA's and hcjax's vs torch (oneDNN, "
-                     "channels_last)", "torch"),
+                     "B={batch}, width {width}: XLA's and hcjax's vs torch (oneDNN on a CPU, "
+                     "cuDNN on a GPU; channels_last)", "torch"),
 }
 
 

@@ -73,6 +73,23 @@ def test_a_differentiated_conv_runs_the_kernels_and_a_plain_one_does_not():
   assert "hcjax_conv2d_forward" not in text and "hcjax_conv2d_weight_gradient" in text
 
 
+def test_where_the_kernels_would_be_slower_xla_computes_the_weight_gradient():
+  """VGG's fc6 (a 392 MiB weight: the kernel's per-thread sums would not fit), a bfloat16
+  strided conv, and a strided conv with no input channels (lax's own result) stay XLA's."""
+  loss = lambda strides: lambda x, w: (convolution.conv_general_dilated(
+      x, w, strides, "SAME", dimension_numbers=_NHWC) ** 2).sum()
+  grad = lambda strides: jax.jit(jax.grad(loss(strides), (0, 1)))
+  fc6 = (jax.ShapeDtypeStruct((2, 7, 7, 512), jnp.float32),
+         jax.ShapeDtypeStruct((7, 7, 512, 4096), jnp.float32))
+  text = grad((1, 1)).lower(*fc6).as_text()
+  assert "hcjax_conv2d_forward" in text and "hcjax_conv2d_weight_gradient" not in text
+  half = (jax.ShapeDtypeStruct((2, 40, 40, 16), jnp.bfloat16),
+          jax.ShapeDtypeStruct((3, 3, 16, 16), jnp.bfloat16))
+  assert "hcjax_conv2d" not in grad((2, 2)).lower(*half).as_text()
+  dx, dw = grad((2, 2))(jnp.ones((1, 5, 40, 0)), jnp.ones((3, 3, 0, 2)))
+  assert dx.shape == (1, 5, 40, 0) and dw.shape == (3, 3, 0, 2)
+
+
 def test_training_passes_equal_torch():
   torch = pytest.importorskip("torch")
   rng = np.random.default_rng(5)
@@ -90,14 +107,15 @@ def test_training_passes_equal_torch():
   _close(dw, tw.grad.permute(2, 3, 1, 0).numpy())
 
 
-@pytest.mark.parametrize("shape,kernel,strides,pad", [
-    ((2, 17, 15, 3), (7, 7), (2, 2), 3),      # a ResNet stem, odd sizes
-    ((2, 12, 11, 16), (3, 3), (2, 2), 1),     # a ResNet stage's first conv
-    ((1, 13, 10, 5), (3, 3), (3, 2), 0),      # the output's last row takes the last input row
-    ((2, 9, 9, 4), (2, 2), (3, 3), 1),        # strides past the kernel
+@pytest.mark.parametrize("shape,kernel,strides,pad,kernel_used", [
+    ((2, 17, 33, 3), (7, 7), (2, 2), 3, True),      # a ResNet stem, odd sizes
+    ((2, 12, 33, 16), (3, 3), (2, 2), 1, True),     # a ResNet stage's first conv
+    ((1, 13, 36, 5), (3, 3), (3, 2), 0, True),      # the last output row takes the last input row
+    ((2, 9, 50, 4), (2, 2), (3, 3), 1, True),       # strides past the kernel
+    ((2, 12, 11, 16), (3, 3), (2, 2), 1, False),    # output rows too short to pay: XLA's
 ])
 def test_strided_weight_gradient_is_the_space_to_depth_kernel_and_equals_torch(
-    shape, kernel, strides, pad):
+    shape, kernel, strides, pad, kernel_used):
   torch = pytest.importorskip("torch")
   rng = np.random.default_rng(9)
   x = rng.standard_normal(shape).astype(np.float32)
@@ -107,7 +125,7 @@ def test_strided_weight_gradient_is_the_space_to_depth_kernel_and_equals_torch(
   out = conv(x, w)
   g = rng.standard_normal(out.shape).astype(np.float32)
   grads = jax.jit(lambda x, w, g: jax.vjp(conv, x, w)[1](g))
-  assert "hcjax_conv2d_weight_gradient" in grads.lower(x, w, g).as_text()
+  assert ("hcjax_conv2d_weight_gradient" in grads.lower(x, w, g).as_text()) == kernel_used
   assert "hcjax_conv2d" not in jax.jit(conv).lower(x, w).as_text()
   dx, dw = grads(x, w, g)
   tx = torch.from_numpy(x).permute(0, 3, 1, 2).requires_grad_()
@@ -164,12 +182,12 @@ def test_weight_gradient_is_bitwise_reproducible():
     np.testing.assert_array_equal(np.asarray(dw(x, g)), first)
 
 
-@pytest.mark.parametrize("strides", [(1, 1), (2, 2)])
-def test_per_example_and_second_order_gradients(strides):
+@pytest.mark.parametrize("strides,width", [((1, 1), 7), ((2, 2), 33)])
+def test_per_example_and_second_order_gradients(strides, width):
   """vmap takes the XLA path (the partitioned call cannot be batched); a gradient of the
   gradient differentiates the XLA path."""
   rng = np.random.default_rng(7)
-  x = jnp.asarray(rng.standard_normal((3, 6, 7, 16)), jnp.float32)
+  x = jnp.asarray(rng.standard_normal((3, 6, width, 16)), jnp.float32)
   w = jnp.asarray(rng.standard_normal((3, 3, 16, 16)) * 0.1, jnp.float32)
   loss = lambda conv: lambda w, x: (conv(x[None], w) ** 2).sum()
   conv = lambda op: lambda x, w: op(x, w, strides, "SAME", dimension_numbers=_NHWC)

@@ -64,6 +64,20 @@ def test_overlapping_windows_send_tied_gradients_where_flax_does(shape, window, 
   np.testing.assert_array_equal(np.asarray(ours_vjp(g)[0]), np.asarray(ref_vjp(g)[0]))
 
 
+def test_forward_mode_equals_flax_and_a_nan_window_keeps_its_gradient():
+  rng = np.random.default_rng(6)
+  x = jnp.asarray(rng.integers(0, 3, (2, 9, 11, 4)), jnp.float32)     # ties
+  t = jnp.asarray(rng.normal(size=x.shape), jnp.float32)
+  pads = ((1, 1), (1, 1))
+  ours = jax.jvp(lambda v: max_pool(v, 3, 2, padding=pads), (x,), (t,))
+  ref = jax.jvp(lambda v: _flax(v, 3, 2, pads), (x,), (t,))
+  for a, b in zip(ours, ref):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+  nan = x.at[0, 1, 1, 0].set(jnp.nan)
+  grad = jax.grad(lambda v: max_pool(v, 3, 2, padding=pads).sum())(nan)
+  assert float(grad.sum()) == ours[0].size                  # one unit per window, NaN or not
+
+
 def test_tied_maxima_share_the_gradient():
   """Non-overlapping windows of equal values: the gradient is split among them and its sum is
   kept."""

@@ -21,13 +21,15 @@ with X the zero-padded input and G the output gradient both flattened over (row,
 Wp-wide padded grid (G zero outside the output), so that a kernel offset is a shift along one
 axis. A chunk stacks the kw column shifts of X ([rows, kw·Ci]) and the kh row shifts of G
 ([rows, kh·Co]) and contracts them over (batch, rows) in one matrix product, 2-4x faster than
-XLA's own. Elsewhere (GPU, TPU) and for strided, dilated or grouped convolutions XLA's native
-convolutions and gradients are used.
+XLA's own. A strided convolution's weight gradient on CPU is the kernel's on its space-to-depth
+form where that pays (_strided_conv_bwd), else XLA's. Elsewhere (GPU, TPU) and for dilated or
+grouped convolutions XLA's native convolutions and gradients are used.
 """
 
 from __future__ import annotations
 
 import functools
+import math
 from typing import Sequence
 
 import jax
@@ -44,6 +46,13 @@ _REAL_DTYPES = (jnp.dtype(jnp.float32), jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.f
 # channels of one kernel offset: with fewer of either, XLA's convolution is faster.
 _KERNEL_MIN_CHANNELS = 16
 _OP = "convolution's training passes"
+# csrc/conv2d.cc's cap on the weight gradient's per-thread buffers, all threads together.
+_KERNEL_PARTIAL_BYTES = 256 << 20
+# A strided convolution's space-to-depth weight gradient does more multiply-adds (a 3x3/2 one
+# 16/9 as many: the zero taps); it pays only where XLA:CPU's own is slow, on output rows this
+# wide or wider (ResNet's stem and first strided stage at 224 px; its narrower ones were as
+# fast or slower than XLA's).
+_SPACE_TO_DEPTH_MIN_WIDTH = 16
 
 
 def _native(x: jax.Array, w: jax.Array, pads, precision) -> jax.Array:
@@ -159,6 +168,10 @@ def _weight_gradient(x, w, g, pads, precision):
   xla_dw = lambda x, g: lax.platform_dependent(x, g, cpu=gemm_dw, default=native_dw)
   if not _kernel_applies(x, g):
     return xla_dw(x, g)
+  if 2 * math.prod(w.shape) * 4 > _KERNEL_PARTIAL_BYTES:
+    # The kernel would sum on one thread (its per-thread copies of dw do not fit), and for such
+    # weights (VGG's fc6: 7x7x512x4096 on 7x7 maps) XLA's own beats the chunked GEMMs too.
+    return native_dw(x, g)
   return cpu_kernels.by_platform(
       _OP, lambda x, g: _kernel_weight_gradient(x, g, w.shape[:2], pads, xla_dw), xla_dw, x, g)
 
@@ -220,14 +233,19 @@ def _strided_conv_fwd(x, w, strides, pads, precision):
 
 
 def _strided_conv_bwd(strides, pads, precision, residuals, g):
-  """The input gradient is XLA's; on CPU the weight gradient is the stride-1 one of the
-  space-to-depth convolution (its compiled kernel or the chunked GEMMs), despite the zero taps
-  about 4x faster than XLA:CPU's for ResNet's 7x7/2 stem at batch 32, and about as fast to 1.4x
-  for its 3x3/2 convs. Its input gradient was as often slower, so stays XLA's. Elsewhere both
-  are XLA's."""
+  """The input gradient is XLA's. On CPU with the compiled kernels (float32, output rows of
+  _SPACE_TO_DEPTH_MIN_WIDTH or more) the weight gradient is the stride-1 kernel's on the
+  space-to-depth convolution: despite the zero taps about 5x faster than XLA:CPU's for ResNet's
+  7x7/2 stem at batch 32 and 1.2-1.5x for its 3x3/2 conv at 56 px. Elsewhere XLA's own (the
+  chunked GEMMs were 2-4x slower than it here, and so was the space-to-depth input gradient
+  as often as not)."""
   x, w = residuals
   native = lambda x, w: _native_strided(x, w, strides, pads, precision)
   dx = jax.vjp(lambda x: native(x, w), x)[1](g)[0]
+  native_dw = lambda x, g: jax.vjp(lambda w: native(x, w), w)[1](g)[0]
+  if (not _kernel_applies(x, g) or g.shape[2] < _SPACE_TO_DEPTH_MIN_WIDTH or x.shape[3] == 0
+      or not cpu_kernels.available()):
+    return dx, native_dw(x, g)
 
   def by_space_to_depth(x, g):
     # Functions of (x, g) alone, as in _weight_gradient: w's rearrangement is linear, so its
@@ -237,7 +255,6 @@ def _strided_conv_bwd(strides, pads, precision, residuals, g):
     dw2 = _weight_gradient(x2, w2, g, ((0, 0), (0, 0)), precision)
     return jax.vjp(lambda w: _space_to_depth(x, w, strides, pads)[1], zeros)[1](dw2)[0]
 
-  native_dw = lambda x, g: jax.vjp(lambda w: native(x, w), w)[1](g)[0]
   return dx, lax.platform_dependent(x, g, cpu=by_space_to_depth, default=native_dw)
 
 
@@ -258,7 +275,8 @@ def conv_general_dilated(lhs: jax.Array, rhs: jax.Array, window_strides: Sequenc
   2-D NHWC/HWIO convolutions of float32 / bfloat16 / float16 arrays with unit dilations, one
   group, a kernel larger than 1x1, a non-empty batch and no negative padding (the compiled
   kernels take float32, the fallback GEMMs accumulate in float32); a strided one keeps XLA's
-  forward pass and takes its gradients on CPU from the space-to-depth stride-1 convolution.
+  forward pass and input gradient, and on CPU may take its weight gradient from the compiled
+  kernel of its space-to-depth form (see _strided_conv_bwd).
   Anything else is lax.conv_general_dilated itself. The fast path is differentiable in reverse
   mode (a custom VJP; jax.jvp of it raises).
   """

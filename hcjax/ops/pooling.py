@@ -6,11 +6,11 @@ stem pool's backward alone took about 13% of the step. Here the window maximum i
 elementwise maxima over the window's strided slices (non-overlapping windows: one reshape and a
 max), whose gradient is dense selects and pads.
 
-Forward values equal nn.max_pool's exactly, and so do the gradients of overlapping windows (a
-custom VJP that saves only the input and the output: each window's gradient goes to its first
-maximum, as select-and-scatter sends it; 3x faster than differentiating the chain of maxima,
-whose every link was kept). Non-overlapping windows equal them wherever a window's maximum is
-unique; on ties the gradient is split between the tied inputs (JAX's rule for max), which
+Forward values equal nn.max_pool's exactly, and so do the derivatives of overlapping windows
+in both modes (a custom JVP: each window's tangent is its first maximum's, which transposes to
+select-and-scatter's gradient; the backward pass keeps one small integer per output, the
+maximum's offset, and is about 3x faster than differentiating the chain of maxima, whose every
+link was kept). Non-overlapping windows equal them wherever a window's maximum is unique; on ties the gradient is split between the tied inputs (JAX's rule for max), which
 leaves its sum unchanged. After a ReLU the common tie is an all-zero window, where the ReLU's
 own gradient is zero either way.
 """
@@ -83,7 +83,7 @@ def _window_slices(x: jax.Array, window, stride, out_shape):
                                 (1, sh, sw, 1))
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2, 3))
+@functools.partial(jax.custom_jvp, nondiff_argnums=(1, 2, 3))
 def _overlapping_max(x: jax.Array, window, stride, out_shape) -> jax.Array:
   out = None
   for _, part in _window_slices(x, window, stride, out_shape):
@@ -91,29 +91,23 @@ def _overlapping_max(x: jax.Array, window, stride, out_shape) -> jax.Array:
   return out
 
 
-def _overlapping_max_fwd(x, window, stride, out_shape):
+@_overlapping_max.defjvp
+def _overlapping_max_jvp(window, stride, out_shape, primals, tangents):
+  """The tangent of each window is its first maximum's (row-major; a NaN maximum is its first
+  NaN), which transposes to select-and-scatter's gradient. Only that maximum's offset is kept
+  for the backward pass, as one small integer per output, instead of every link of the chain
+  of maxima."""
+  (x,), (t,) = primals, tangents
   out = _overlapping_max(x, window, stride, out_shape)
-  return out, (x, out)
-
-
-def _overlapping_max_bwd(window, stride, out_shape, residuals, g):
-  """Each window's gradient goes to its first maximum in row-major order, as nn.max_pool's
-  select-and-scatter and torch's max_pool2d send it: the slices are compared with the saved
-  output, and each offset's share is spread back with an interior-padded pad, all fused."""
-  x, out = residuals
-  (sh, sw), (out_h, out_w) = stride, out_shape
-  _, hp, wp, _ = x.shape
-  zero = jnp.zeros((), g.dtype)
-  taken = jnp.zeros(out.shape, bool)
-  dx = None
-  for (dy, dxo), part in _window_slices(x, window, stride, out_shape):
-    hit = (part == out) & ~taken
-    taken = taken | hit
-    spread = lax.pad(jnp.where(hit, g, zero), zero,
-                     ((0, 0, 0), (dy, hp - dy - (out_h - 1) * sh - 1, sh - 1),
-                      (dxo, wp - dxo - (out_w - 1) * sw - 1, sw - 1), (0, 0, 0)))
-    dx = spread if dx is None else dx + spread
-  return (dx,)
-
-
-_overlapping_max.defvjp(_overlapping_max_fwd, _overlapping_max_bwd)
+  offsets = window[0] * window[1]
+  index = jnp.full(out.shape, offsets, jnp.int8 if offsets < 127 else jnp.int32)
+  parts = list(_window_slices(x, window, stride, out_shape))
+  for k in reversed(range(offsets)):          # the first maximum wins
+    part = parts[k][1]
+    hit = (part == out) | (jnp.isnan(part) & jnp.isnan(out))
+    index = jnp.where(hit, jnp.asarray(k, index.dtype), index)
+  t_out = None
+  for k, (_, t_part) in enumerate(_window_slices(t, window, stride, out_shape)):
+    term = jnp.where(index == k, t_part, jnp.zeros((), t_part.dtype))
+    t_out = term if t_out is None else t_out + term
+  return out, t_out
