@@ -10,9 +10,10 @@ Forward values equal nn.max_pool's exactly, and so do the derivatives of overlap
 in both modes (a custom JVP: each window's tangent is its first maximum's, which transposes to
 select-and-scatter's gradient; the backward pass keeps one small integer per output, the
 maximum's offset, and is about 3x faster than differentiating the chain of maxima, whose every
-link was kept). Non-overlapping windows equal them wherever a window's maximum is unique; on ties the gradient is split between the tied inputs (JAX's rule for max), which
-leaves its sum unchanged. After a ReLU the common tie is an all-zero window, where the ReLU's
-own gradient is zero either way.
+link was kept). Non-overlapping windows equal them wherever a window's maximum is unique; on
+ties the gradient is split between the tied inputs (JAX's rule for max), which leaves its sum
+unchanged. After a ReLU the common tie is an all-zero window, where the ReLU's own gradient is
+zero either way.
 """
 
 from __future__ import annotations
