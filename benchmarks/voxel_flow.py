@@ -397,10 +397,10 @@ def torch_conv_fns(batch: int, side: int, k: int, cin: int, cout: int, device: s
 
 def bench_convolutions(args) -> list[Row]:
   """Where the train step's time goes: each pass of the dominant convolutions, alone."""
-  rows = []
+  rows, device = [], torch_device()
   for name, (side, k, cin, cout) in decoder_convs(args.size, args.width).items():
     ours = hcjax_conv_fns(args.batch, side, k, cin, cout)
-    theirs = torch_conv_fns(args.batch, side, k, cin, cout, torch_device())
+    theirs = torch_conv_fns(args.batch, side, k, cin, cout, device)
     fns = {**{("hcjax", p): f for p, f in ours.items()},
            **{("torch", p): f for p, f in theirs.items()}}
     times = interleaved_times(fns, max(3, args.repeats // 6), warmup=1)

@@ -207,15 +207,16 @@ def _space_to_depth(x: jax.Array, w: jax.Array, strides: tuple[int, int], pads):
   (sh, sw), (kh, kw) = strides, w.shape[:2]
   (top, bottom), (left, right) = pads
   b, h, wd, ci = x.shape
+  co = w.shape[3]
   ah, aw = -(-kh // sh), -(-kw // sw)
   h2 = (h + top + bottom - kh) // sh + ah        # output rows + ah - 1
   w2 = (wd + left + right - kw) // sw + aw
   x = lax.pad(x, jnp.zeros((), x.dtype),
               ((0, 0, 0), (top, sh * h2 - h - top, 0), (left, sw * w2 - wd - left, 0), (0, 0, 0)))
-  x = x.reshape(b, h2, sh, w2, sw, ci).transpose(0, 1, 3, 2, 4, 5).reshape(b, h2, w2, -1)
+  x = x.reshape(b, h2, sh, w2, sw, ci).transpose(0, 1, 3, 2, 4, 5)
   w = jnp.pad(w, ((0, ah * sh - kh), (0, aw * sw - kw), (0, 0), (0, 0)))
-  w = w.reshape(ah, sh, aw, sw, ci, -1).transpose(0, 2, 1, 3, 4, 5)
-  return x, w.reshape(ah, aw, sh * sw * ci, -1)
+  w = w.reshape(ah, sh, aw, sw, ci, co).transpose(0, 2, 1, 3, 4, 5)
+  return x.reshape(b, h2, w2, sh * sw * ci), w.reshape(ah, aw, sh * sw * ci, co)
 
 
 def _native_strided(x, w, strides, pads, precision):
@@ -243,7 +244,7 @@ def _strided_conv_bwd(strides, pads, precision, residuals, g):
   native = lambda x, w: _native_strided(x, w, strides, pads, precision)
   dx = jax.vjp(lambda x: native(x, w), x)[1](g)[0]
   native_dw = lambda x, g: jax.vjp(lambda w: native(x, w), w)[1](g)[0]
-  if (not _kernel_applies(x, g) or g.shape[2] < _SPACE_TO_DEPTH_MIN_WIDTH or x.shape[3] == 0
+  if (not _kernel_applies(x, g) or g.shape[2] < _SPACE_TO_DEPTH_MIN_WIDTH
       or not cpu_kernels.available()):
     return dx, native_dw(x, g)
 

@@ -73,23 +73,18 @@ def max_pool(x: jax.Array, window: int | tuple[int, int], stride: int | tuple[in
   return _overlapping_max(x, (wh, ww), (sh, sw), (out_h, out_w))
 
 
-def _window_slices(x: jax.Array, window, stride, out_shape):
+def _window_slices(x: jax.Array, window, stride, out_shape) -> list[jax.Array]:
   """The window's strided slices of the padded x, in row-major offset order: [B, h, w, C] each."""
   (wh, ww), (sh, sw), (out_h, out_w) = window, stride, out_shape
   b, _, _, c = x.shape
-  for dy in range(wh):
-    for dx in range(ww):
-      yield (dy, dx), lax.slice(x, (0, dy, dx, 0),
-                                (b, dy + (out_h - 1) * sh + 1, dx + (out_w - 1) * sw + 1, c),
-                                (1, sh, sw, 1))
+  return [lax.slice(x, (0, dy, dx, 0),
+                    (b, dy + (out_h - 1) * sh + 1, dx + (out_w - 1) * sw + 1, c), (1, sh, sw, 1))
+          for dy in range(wh) for dx in range(ww)]
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(1, 2, 3))
 def _overlapping_max(x: jax.Array, window, stride, out_shape) -> jax.Array:
-  out = None
-  for _, part in _window_slices(x, window, stride, out_shape):
-    out = part if out is None else jnp.maximum(out, part)
-  return out
+  return functools.reduce(jnp.maximum, _window_slices(x, window, stride, out_shape))
 
 
 @_overlapping_max.defjvp
@@ -99,16 +94,13 @@ def _overlapping_max_jvp(window, stride, out_shape, primals, tangents):
   for the backward pass, as one small integer per output, instead of every link of the chain
   of maxima."""
   (x,), (t,) = primals, tangents
-  out = _overlapping_max(x, window, stride, out_shape)
-  offsets = window[0] * window[1]
-  index = jnp.full(out.shape, offsets, jnp.int8 if offsets < 127 else jnp.int32)
-  parts = list(_window_slices(x, window, stride, out_shape))
-  for k in reversed(range(offsets)):          # the first maximum wins
-    part = parts[k][1]
-    hit = (part == out) | (jnp.isnan(part) & jnp.isnan(out))
+  parts = _window_slices(x, window, stride, out_shape)
+  out = functools.reduce(jnp.maximum, parts)
+  index = jnp.full(out.shape, len(parts), jnp.int8 if len(parts) < 127 else jnp.int32)
+  for k in reversed(range(len(parts))):       # the first maximum wins
+    hit = (parts[k] == out) | (jnp.isnan(parts[k]) & jnp.isnan(out))
     index = jnp.where(hit, jnp.asarray(k, index.dtype), index)
-  t_out = None
-  for k, (_, t_part) in enumerate(_window_slices(t, window, stride, out_shape)):
-    term = jnp.where(index == k, t_part, jnp.zeros((), t_part.dtype))
-    t_out = term if t_out is None else t_out + term
-  return out, t_out
+  zero = jnp.zeros((), t.dtype)
+  t_out = [jnp.where(index == k, t_part, zero)
+           for k, t_part in enumerate(_window_slices(t, window, stride, out_shape))]
+  return out, functools.reduce(jnp.add, t_out)
